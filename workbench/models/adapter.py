@@ -1,0 +1,218 @@
+"""The model adapter: one object per loaded model, hot path and exploration path side by side.
+
+``load_model()`` returns a :class:`WorkbenchModel`. Its hot path is the unwrapped Hugging Face model
+with plain PyTorch hooks named the TransformerLens way (:mod:`workbench.models.hookpoints`); its
+exploration path is a TransformerBridge booted lazily on a copy of the weights
+(:mod:`workbench.models.bridge`). Both read the same weights, so their activations agree (tested).
+
+Everything that attaches to the model is scoped: :meth:`WorkbenchModel.hooks` is a context manager.
+Provenance (path, weights hash, backend, mode, versions) travels with every artifact made from the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from workbench.models import hookpoints
+from workbench.models.resolve import ModelLoadError, ResolvedModel, resolve_model
+
+__all__ = ["WorkbenchModel", "load_model", "default_device", "default_dtype"]
+
+BACKEND = "hf-torch-hooks"
+
+
+def default_device() -> torch.device:
+    """GPU when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPU (throughput), float32 on CPU (CPU bf16 matmuls are slow and lossy)."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+class _StopForward(Exception):
+    """Raised by a hook to end a forward pass after the last layer a caller needs."""
+
+
+def sha256_files(paths: Sequence[Path]) -> str:
+    """One sha256 over the bytes of ``paths`` in order (the weights' identity in provenance)."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(eq=False)
+class WorkbenchModel:
+    """A loaded causal LM: tokenizer, hot-path forward/generate with scoped hooks, lazy bridge, provenance."""
+
+    hf_model: torch.nn.Module
+    """The unwrapped Hugging Face model (hot path). Never booted into the bridge."""
+    tokenizer: object
+    """The model's fast tokenizer (offset mapping available)."""
+    resolved: ResolvedModel
+    """Where the model came from."""
+    device: torch.device
+    dtype: torch.dtype
+    compatibility_mode: bool = False
+    """Passed to the bridge's ``enable_compatibility_mode`` when it boots (changes activations)."""
+    _layout: hookpoints.ModelLayout = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._layout = hookpoints.find_layout(self.hf_model, self.n_layers)
+
+    # ---- shape facts -------------------------------------------------------------------------------
+    @property
+    def config(self):
+        return self.hf_model.config
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.config.num_hidden_layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.config.hidden_size)
+
+    @property
+    def n_ctx(self) -> int:
+        """Longest sequence the model accepts (``max_position_embeddings``)."""
+        return int(getattr(self.config, "max_position_embeddings", 0) or self.tokenizer.model_max_length)
+
+    @property
+    def hook_names(self) -> list[str]:
+        """Hook names the hot path supports (the bridge has more: ``model.bridge.hook_dict``)."""
+        return hookpoints.hot_path_names(self.n_layers)
+
+    @property
+    def layout(self) -> hookpoints.ModelLayout:
+        return self._layout
+
+    # ---- hot path ----------------------------------------------------------------------------------
+    def validate_hooks(self, names: Sequence[str]) -> None:
+        """Raise :class:`~workbench.models.hookpoints.UnknownHookError` listing valid names for a bad one."""
+        for name in names:
+            hookpoints.resolve_site(self._layout, name)
+
+    @contextmanager
+    def hooks(self, fwd_hooks: Sequence[tuple[str, hookpoints.HookFn]]) -> Iterator[WorkbenchModel]:
+        """Attach ``(hook_name, fn)`` pairs to the hot path for the block; removed on exit, errors included."""
+        with hookpoints.attach(self._layout, fwd_hooks):
+            yield self
+
+    @torch.inference_mode()
+    def forward(self, input_ids: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"] | None = None,
+                *, stop_at_layer: int | None = None) -> Float[Tensor, "batch pos vocab"] | None:
+        """Logits of the hot path; with ``stop_at_layer=k`` the pass ends after layer ``k`` (returns None)."""
+        input_ids = input_ids.to(self.device)
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(self.device)
+        if stop_at_layer is None:
+            return self.hf_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        if not 0 <= stop_at_layer < self.n_layers:
+            raise ValueError(f"stop_at_layer={stop_at_layer}: must be in [0, {self.n_layers - 1}]")
+
+        def stop(module, args, output):
+            raise _StopForward
+
+        handle = self._layout.layers[stop_at_layer].register_forward_hook(stop)
+        try:
+            self.hf_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        return None
+
+    @torch.inference_mode()
+    def generate(self, input_ids: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"], **kwargs
+                 ) -> Int[Tensor, "batch total"]:
+        """Hugging Face ``generate`` on the hot path (KV cache on); hooks attached with :meth:`hooks` fire."""
+        kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+        return self.hf_model.generate(input_ids=input_ids.to(self.device),
+                                      attention_mask=attention_mask.to(self.device), **kwargs)
+
+    def tokenize(self, texts: Sequence[str], *, padding_side: str = "left") -> dict[str, Tensor]:
+        """Batch-encode ``texts`` without special tokens (the workbench adds none), padded on ``padding_side``."""
+        old = self.tokenizer.padding_side
+        self.tokenizer.padding_side = padding_side
+        try:
+            return self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
+        finally:
+            self.tokenizer.padding_side = old
+
+    # ---- exploration path --------------------------------------------------------------------------
+    @cached_property
+    def bridge(self):
+        """A TransformerBridge on a copy of the weights (booted on first use; every TransformerLens hook)."""
+        from workbench.models.bridge import boot_bridge
+
+        return boot_bridge(self.resolved.path, self.hf_model, self.tokenizer,
+                           compatibility_mode=self.compatibility_mode)
+
+    # ---- provenance --------------------------------------------------------------------------------
+    @cached_property
+    def weights_sha256(self) -> str:
+        return sha256_files(sorted(self.resolved.path.glob("*.safetensors")))
+
+    def provenance(self) -> dict:
+        """What made this model: a JSON-ready dict recorded in every artifact's manifest."""
+        import transformers
+
+        from workbench.models.bridge import transformer_lens_version
+
+        return {
+            "model": self.resolved.spec, "path": str(self.resolved.path), "source": self.resolved.source,
+            "architecture": type(self.hf_model).__name__, "n_layers": self.n_layers, "d_model": self.d_model,
+            "weights_sha256": self.weights_sha256, "backend": BACKEND,
+            "bridge_compatibility_mode": self.compatibility_mode, "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."), "torch": torch.__version__,
+            "transformers": transformers.__version__, "transformer_lens": transformer_lens_version(),
+        }
+
+
+def load_model(model: str | os.PathLike | None = None, *, device: str | torch.device | None = None,
+               dtype: torch.dtype | str | None = None, compatibility_mode: bool = False) -> WorkbenchModel:
+    """Load the embedded model (default), a local Hugging Face folder, or a hub name already in the cache.
+
+    Never downloads: a missing model raises ``ModelNotFoundError`` saying where it looked. Weights load
+    only from safetensors. Device defaults to CUDA when present, dtype to bf16 on GPU and float32 on CPU.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    resolved = resolve_model(model)
+    dev = torch.device(device) if device is not None else default_device()
+    if isinstance(dtype, str):
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"dtype={dtype!r}: use a torch dtype name such as 'float32' or 'bfloat16'")
+        dtype = getattr(torch, dtype)
+    dt = dtype or default_dtype(dev)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path, local_files_only=True)
+        hf_model = AutoModelForCausalLM.from_pretrained(resolved.path, local_files_only=True, use_safetensors=True,
+                                                        dtype=dt)
+    except Exception as e:  # safetensors, json, tokenizers and torch all raise their own types
+        raise ModelLoadError(f"could not load the model in {resolved.path}: {type(e).__name__}: {e}. "
+                             "The folder looks incomplete or corrupted; restore it from the original "
+                             "checkpoint (config.json, *.safetensors, tokenizer files)") from e
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"{resolved.path}: the tokenizer is not a fast tokenizer; step spans need offset "
+                             "mappings (save a tokenizer.json)")
+    if tokenizer.pad_token_id is None:  # many base models ship without one; generation needs it
+        tokenizer.pad_token = tokenizer.eos_token
+    hf_model.to(dev).eval()
+    return WorkbenchModel(hf_model=hf_model, tokenizer=tokenizer, resolved=resolved, device=dev, dtype=dt,
+                          compatibility_mode=compatibility_mode)
