@@ -4,5 +4,15 @@ from workbench.models.adapter import WorkbenchModel, default_device, default_dty
 from workbench.models.hookpoints import HOT_PATH_HOOKS, UnknownHookError
 from workbench.models.resolve import ModelLoadError, ModelNotFoundError, embedded_model_dir, resolve_model
 
-__all__ = ["load_model", "WorkbenchModel", "ModelNotFoundError", "ModelLoadError", "UnknownHookError",
-           "HOT_PATH_HOOKS", "resolve_model", "embedded_model_dir", "default_device", "default_dtype"]
+__all__ = [
+    "load_model",
+    "WorkbenchModel",
+    "ModelNotFoundError",
+    "ModelLoadError",
+    "UnknownHookError",
+    "HOT_PATH_HOOKS",
+    "resolve_model",
+    "embedded_model_dir",
+    "default_device",
+    "default_dtype",
+]

@@ -114,8 +114,13 @@ class WorkbenchModel:
             yield self
 
     @torch.inference_mode()
-    def forward(self, input_ids: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"] | None = None,
-                *, stop_at_layer: int | None = None) -> Float[Tensor, "batch pos vocab"] | None:
+    def forward(
+        self,
+        input_ids: Int[Tensor, "batch pos"],
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        *,
+        stop_at_layer: int | None = None,
+    ) -> Float[Tensor, "batch pos vocab"] | None:
         """Logits of the hot path; with ``stop_at_layer=k`` the pass ends after layer ``k`` (returns None)."""
         input_ids = input_ids.to(self.device)
         if attention_mask is not None:
@@ -138,12 +143,14 @@ class WorkbenchModel:
         return None
 
     @torch.inference_mode()
-    def generate(self, input_ids: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"], **kwargs
-                 ) -> Int[Tensor, "batch total"]:
+    def generate(
+        self, input_ids: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"], **kwargs
+    ) -> Int[Tensor, "batch total"]:
         """Hugging Face ``generate`` on the hot path (KV cache on); hooks attached with :meth:`hooks` fire."""
         kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
-        return self.hf_model.generate(input_ids=input_ids.to(self.device),
-                                      attention_mask=attention_mask.to(self.device), **kwargs)
+        return self.hf_model.generate(
+            input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device), **kwargs
+        )
 
     def tokenize(self, texts: Sequence[str], *, padding_side: str = "left") -> dict[str, Tensor]:
         """Batch-encode ``texts`` without special tokens (the workbench adds none), padded on ``padding_side``."""
@@ -160,8 +167,9 @@ class WorkbenchModel:
         """A TransformerBridge on a copy of the weights (booted on first use; every TransformerLens hook)."""
         from workbench.models.bridge import boot_bridge
 
-        return boot_bridge(self.resolved.path, self.hf_model, self.tokenizer,
-                           compatibility_mode=self.compatibility_mode)
+        return boot_bridge(
+            self.resolved.path, self.hf_model, self.tokenizer, compatibility_mode=self.compatibility_mode
+        )
 
     # ---- provenance --------------------------------------------------------------------------------
     @cached_property
@@ -175,17 +183,30 @@ class WorkbenchModel:
         from workbench.models.bridge import transformer_lens_version
 
         return {
-            "model": self.resolved.spec, "path": str(self.resolved.path), "source": self.resolved.source,
-            "architecture": type(self.hf_model).__name__, "n_layers": self.n_layers, "d_model": self.d_model,
-            "weights_sha256": self.weights_sha256, "backend": BACKEND,
-            "bridge_compatibility_mode": self.compatibility_mode, "device": str(self.device),
-            "dtype": str(self.dtype).removeprefix("torch."), "torch": torch.__version__,
-            "transformers": transformers.__version__, "transformer_lens": transformer_lens_version(),
+            "model": self.resolved.spec,
+            "path": str(self.resolved.path),
+            "source": self.resolved.source,
+            "architecture": type(self.hf_model).__name__,
+            "n_layers": self.n_layers,
+            "d_model": self.d_model,
+            "weights_sha256": self.weights_sha256,
+            "backend": BACKEND,
+            "bridge_compatibility_mode": self.compatibility_mode,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "transformer_lens": transformer_lens_version(),
         }
 
 
-def load_model(model: str | os.PathLike | None = None, *, device: str | torch.device | None = None,
-               dtype: torch.dtype | str | None = None, compatibility_mode: bool = False) -> WorkbenchModel:
+def load_model(
+    model: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    compatibility_mode: bool = False,
+) -> WorkbenchModel:
     """Load the embedded model (default), a local Hugging Face folder, or a hub name already in the cache.
 
     Never downloads: a missing model raises ``ModelNotFoundError`` saying where it looked. Weights load
@@ -202,17 +223,28 @@ def load_model(model: str | os.PathLike | None = None, *, device: str | torch.de
     dt = dtype or default_dtype(dev)
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved.path, local_files_only=True)
-        hf_model = AutoModelForCausalLM.from_pretrained(resolved.path, local_files_only=True, use_safetensors=True,
-                                                        dtype=dt)
+        hf_model = AutoModelForCausalLM.from_pretrained(
+            resolved.path, local_files_only=True, use_safetensors=True, dtype=dt
+        )
     except Exception as e:  # safetensors, json, tokenizers and torch all raise their own types
-        raise ModelLoadError(f"could not load the model in {resolved.path}: {type(e).__name__}: {e}. "
-                             "The folder looks incomplete or corrupted; restore it from the original "
-                             "checkpoint (config.json, *.safetensors, tokenizer files)") from e
+        raise ModelLoadError(
+            f"could not load the model in {resolved.path}: {type(e).__name__}: {e}. "
+            "The folder looks incomplete or corrupted; restore it from the original "
+            "checkpoint (config.json, *.safetensors, tokenizer files)"
+        ) from e
     if not getattr(tokenizer, "is_fast", False):
-        raise ModelLoadError(f"{resolved.path}: the tokenizer is not a fast tokenizer; step spans need offset "
-                             "mappings (save a tokenizer.json)")
+        raise ModelLoadError(
+            f"{resolved.path}: the tokenizer is not a fast tokenizer; step spans need offset "
+            "mappings (save a tokenizer.json)"
+        )
     if tokenizer.pad_token_id is None:  # many base models ship without one; generation needs it
         tokenizer.pad_token = tokenizer.eos_token
     hf_model.to(dev).eval()
-    return WorkbenchModel(hf_model=hf_model, tokenizer=tokenizer, resolved=resolved, device=dev, dtype=dt,
-                          compatibility_mode=compatibility_mode)
+    return WorkbenchModel(
+        hf_model=hf_model,
+        tokenizer=tokenizer,
+        resolved=resolved,
+        device=dev,
+        dtype=dt,
+        compatibility_mode=compatibility_mode,
+    )

@@ -40,8 +40,9 @@ def boot_bridge(path: Path, hf_model, tokenizer, *, compatibility_mode: bool = F
     twin = copy.deepcopy(hf_model)
     param = next(twin.parameters())
     with _offline():
-        bridge = TransformerBridge.boot_transformers(str(path), device=param.device, dtype=param.dtype,
-                                                     tokenizer=tokenizer, hf_model=twin)
+        bridge = TransformerBridge.boot_transformers(
+            str(path), device=param.device, dtype=param.dtype, tokenizer=tokenizer, hf_model=twin
+        )
     if compatibility_mode:
         bridge.enable_compatibility_mode()
     bridge.eval()

@@ -20,8 +20,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["HOT_PATH_HOOKS", "HookFn", "HookSite", "ModelLayout", "find_layout", "hot_path_names",
-           "attach", "UnknownHookError", "parse_layer"]
+__all__ = [
+    "HOT_PATH_HOOKS",
+    "HookFn",
+    "HookSite",
+    "ModelLayout",
+    "find_layout",
+    "hot_path_names",
+    "attach",
+    "UnknownHookError",
+    "parse_layer",
+]
 
 #: Per-layer hook suffixes the hot path supports, in residual-stream order.
 HOT_PATH_HOOKS = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post")
@@ -70,12 +79,15 @@ def find_layout(model: nn.Module, n_layers: int) -> ModelLayout:
     attn = next((n for n in ("self_attn", "attn", "attention") if n in children), None)
     norm2 = next((n for n in ("post_attention_layernorm", "ln_2") if n in children), None)
     if attn is None or norm2 is None or "mlp" not in children:
-        raise ValueError(f"{type(layers[0]).__name__}: unsupported decoder layer (children {list(children)}); "
-                         "use the bridge for this architecture")
+        raise ValueError(
+            f"{type(layers[0]).__name__}: unsupported decoder layer (children {list(children)}); "
+            "use the bridge for this architecture"
+        )
     base = getattr(model, "base_model", model)
     final = next((getattr(base, n) for n in ("norm", "ln_f", "final_layernorm") if hasattr(base, n)), None)
-    return ModelLayout(layers=layers, embed=model.get_input_embeddings(), final_norm=final, attn_attr=attn,
-                       post_attn_norm_attr=norm2)
+    return ModelLayout(
+        layers=layers, embed=model.get_input_embeddings(), final_norm=final, attn_attr=attn, post_attn_norm_attr=norm2
+    )
 
 
 def hot_path_names(n_layers: int) -> list[str]:
@@ -117,7 +129,8 @@ def resolve_site(layout: ModelLayout, name: str) -> HookSite:
     raise UnknownHookError(
         f"hook {name!r} is not available on the hot path of this {n_layers}-layer model. Valid names: "
         f"{valid[0]}, blocks.{{0..{n_layers - 1}}}.{{{','.join(HOT_PATH_HOOKS)}}}, {valid[-1]}. "
-        "Other TransformerLens names (attention patterns, q/k/v) are available through model.bridge")
+        "Other TransformerLens names (attention patterns, q/k/v) are available through model.bridge"
+    )
 
 
 def _first(x):
@@ -130,11 +143,13 @@ def _replace_first(x, new):
 
 def _make_handle(site: HookSite, fn: HookFn):
     if site.side == "output":
+
         def out_hook(module, args, output):
             new = fn(_first(output), site.name)
             if new is None:
                 return None
             return _replace_first(output, new)
+
         return site.module.register_forward_hook(out_hook)
 
     def in_hook(module, args, kwargs):
@@ -151,6 +166,7 @@ def _make_handle(site: HookSite, fn: HookFn):
         if not site.writable:
             raise RuntimeError(f"{site.name} is read-only on the hot path; edit hook_resid_pre/post instead")
         return args, {**kwargs, "hidden_states": new}
+
     return site.module.register_forward_pre_hook(in_hook, with_kwargs=True)
 
 

@@ -59,6 +59,7 @@ def _from_hf_cache(name: str) -> Path | None:
 def _hf_cache_dir() -> str:
     try:
         from huggingface_hub.constants import HF_HUB_CACHE
+
         return str(HF_HUB_CACHE)
     except ImportError:  # pragma: no cover
         return "~/.cache/huggingface/hub"
@@ -68,21 +69,30 @@ def check_model_folder(path: Path) -> None:
     """Raise :class:`ModelLoadError` unless ``path`` has a readable config, safetensors weights, a tokenizer."""
     config = path / "config.json"
     if not config.is_file():
-        raise ModelLoadError(f"{path} has no config.json; a Hugging Face model folder needs config.json, "
-                             "*.safetensors weights and tokenizer files (save with model.save_pretrained)")
+        raise ModelLoadError(
+            f"{path} has no config.json; a Hugging Face model folder needs config.json, "
+            "*.safetensors weights and tokenizer files (save with model.save_pretrained)"
+        )
     try:
         json.loads(config.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelLoadError(f"{config} is not valid JSON ({e}); restore the file from the original "
-                             "checkpoint") from e
+        raise ModelLoadError(f"{config} is not valid JSON ({e}); restore the file from the original checkpoint") from e
     if not any(path.glob("*.safetensors")):
         found = sorted(p.name for p in path.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".ckpt"})
-        hint = (f" It has {found}: pickled weights are never loaded; convert them once with "
-                "model.save_pretrained(dir, safe_serialization=True)") if found else ""
+        hint = (
+            (
+                f" It has {found}: pickled weights are never loaded; convert them once with "
+                "model.save_pretrained(dir, safe_serialization=True)"
+            )
+            if found
+            else ""
+        )
         raise ModelLoadError(f"{path} has no *.safetensors weights.{hint}")
     if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
-        raise ModelLoadError(f"{path} has no tokenizer (tokenizer.json, tokenizer.model or vocab.json); "
-                             "save it beside the weights with tokenizer.save_pretrained(dir)")
+        raise ModelLoadError(
+            f"{path} has no tokenizer (tokenizer.json, tokenizer.model or vocab.json); "
+            "save it beside the weights with tokenizer.save_pretrained(dir)"
+        )
 
 
 def resolve_model(spec: str | os.PathLike | None = None) -> ResolvedModel:
@@ -92,7 +102,8 @@ def resolve_model(spec: str | os.PathLike | None = None) -> ResolvedModel:
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(
                 f"the embedded model is missing: looked in {path}. Restore artifacts/models/embedded from "
-                f"git, train it with `python -m workbench.toy.train`, or point ${EMBEDDED_ENV} at a folder")
+                f"git, train it with `python -m workbench.toy.train`, or point ${EMBEDDED_ENV} at a folder"
+            )
         check_model_folder(path)
         return ResolvedModel(spec="embedded", path=path, source="embedded")
     text = str(spec)
@@ -112,4 +123,5 @@ def resolve_model(spec: str | os.PathLike | None = None) -> ResolvedModel:
     raise ModelNotFoundError(
         f"model={text!r} not found; looked in: {'; '.join(looked)}. Nothing is downloaded: copy the model "
         "folder (config.json, *.safetensors, tokenizer files) to this machine and pass its path, "
-        "or fill the Hugging Face cache on a machine with network access")
+        "or fill the Hugging Face cache on a machine with network access"
+    )

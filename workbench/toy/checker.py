@@ -80,8 +80,9 @@ def parse_prompt(prompt: str, modulus: int = 100, problem_id: str = "") -> Probl
             raise ValueError(f"prompt={prompt!r}: statement {text!r} uses an undefined variable")
         values[st.target] = apply_op(values[st.left], st.op, values[st.right], modulus)
         program.append(st)
-    return Problem(problem_id=problem_id, inputs=inputs, program=tuple(program), query=m.group(3),
-                   modulus=modulus, values=values)
+    return Problem(
+        problem_id=problem_id, inputs=inputs, program=tuple(program), query=m.group(3), modulus=modulus, values=values
+    )
 
 
 def _judge_line(line: str, problem: Problem, believed: dict[str, int], ops: dict[str, tuple[str, str, str]]):
@@ -100,8 +101,7 @@ def _judge_line(line: str, problem: Problem, believed: dict[str, int], ops: dict
         if var not in ops or var not in believed:
             return "garbled", var, value, False, False
         left, op, right = ops[var]
-        logical = left in believed and right in believed and value == apply_op(believed[left], op,
-                                                                                believed[right], mod)
+        logical = left in believed and right in believed and value == apply_op(believed[left], op, believed[right], mod)
         believed[var] = value
         return "wait", var, value, value == truth[var], logical
     if m := _CHECK.match(line):
@@ -128,10 +128,21 @@ def check_trace(problem: Problem, completion: str) -> TraceLabels:
         kind, var, value, correct, logical = _judge_line(line, problem, believed, ops)
         first = not correct and not seen_error
         seen_error |= not correct
-        labels.append(StepLabel(index=len(labels), text=line, kind=kind, variable=var, value=value,
-                                correct=correct, logical=logical, first_error=first))
+        labels.append(
+            StepLabel(
+                index=len(labels),
+                text=line,
+                kind=kind,
+                variable=var,
+                value=value,
+                correct=correct,
+                logical=logical,
+                first_error=first,
+            )
+        )
     answers = [s for s in labels if s.kind == "answer"]
     answer = answers[-1].value if answers else None
     first_error = next((s.index for s in labels if s.first_error), -1)
-    return TraceLabels(steps=tuple(labels), answer=answer, answer_correct=answer == problem.answer,
-                       first_error_index=first_error)
+    return TraceLabels(
+        steps=tuple(labels), answer=answer, answer_correct=answer == problem.answer, first_error_index=first_error
+    )

@@ -20,8 +20,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["TaskConfig", "Statement", "Problem", "Sample", "generate_problem", "render_solution",
-           "generate_samples"]
+__all__ = ["TaskConfig", "Statement", "Problem", "Sample", "generate_problem", "render_solution", "generate_samples"]
 
 VARIABLE_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -51,11 +50,15 @@ class TaskConfig:
         if not 1 <= self.n_inputs <= 10:
             raise ValueError(f"n_inputs={self.n_inputs}: give between 1 and 10 input variables")
         if not 1 <= self.min_statements <= self.max_statements:
-            raise ValueError(f"min_statements={self.min_statements}, max_statements={self.max_statements}: "
-                             "need 1 <= min_statements <= max_statements")
+            raise ValueError(
+                f"min_statements={self.min_statements}, max_statements={self.max_statements}: "
+                "need 1 <= min_statements <= max_statements"
+            )
         if self.n_inputs + self.max_statements > len(VARIABLE_LETTERS):
-            raise ValueError(f"n_inputs + max_statements = {self.n_inputs + self.max_statements} exceeds the "
-                             f"{len(VARIABLE_LETTERS)} variable letters; shorten the program")
+            raise ValueError(
+                f"n_inputs + max_statements = {self.n_inputs + self.max_statements} exceeds the "
+                f"{len(VARIABLE_LETTERS)} variable letters; shorten the program"
+            )
         if not self.ops or set(self.ops) - {"+", "-"}:
             raise ValueError(f"ops={self.ops!r}: use a non-empty string of '+' and '-'")
         if not 2 <= self.modulus <= 1000:
@@ -67,9 +70,16 @@ class TaskConfig:
 
     def clean(self) -> TaskConfig:
         """The same task without injected behaviours (for evaluation prompts and gold traces)."""
-        return TaskConfig(n_inputs=self.n_inputs, min_statements=self.min_statements,
-                          max_statements=self.max_statements, ops=self.ops, modulus=self.modulus,
-                          p_error=0.0, p_correct=0.0, p_check=0.0)
+        return TaskConfig(
+            n_inputs=self.n_inputs,
+            min_statements=self.min_statements,
+            max_statements=self.max_statements,
+            ops=self.ops,
+            modulus=self.modulus,
+            p_error=0.0,
+            p_correct=0.0,
+            p_check=0.0,
+        )
 
 
 @dataclass(frozen=True)
@@ -131,13 +141,19 @@ def generate_problem(rng: random.Random, cfg: TaskConfig, problem_id: str) -> Pr
     inputs = {letter: rng.randrange(cfg.modulus) for letter in letters[: cfg.n_inputs]}
     values = dict(inputs)
     program = []
-    for target in letters[cfg.n_inputs:]:
+    for target in letters[cfg.n_inputs :]:
         left, right = rng.choice(list(values)), rng.choice(list(values))
         op = rng.choice(cfg.ops)
         program.append(Statement(target, left, op, right))
         values[target] = apply_op(values[left], op, values[right], cfg.modulus)
-    return Problem(problem_id=problem_id, inputs=inputs, program=tuple(program), query=program[-1].target,
-                   modulus=cfg.modulus, values=values)
+    return Problem(
+        problem_id=problem_id,
+        inputs=inputs,
+        program=tuple(program),
+        query=program[-1].target,
+        modulus=cfg.modulus,
+        values=values,
+    )
 
 
 def _wrong_value(rng: random.Random, right: int, modulus: int) -> int:

@@ -27,5 +27,4 @@ def build_char_tokenizer() -> PreTrainedTokenizerFast:
     core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     core.decoder = decoders.Fuse()
     # Generation pads on the left; saved in tokenizer_config.json so every loader agrees.
-    return PreTrainedTokenizerFast(tokenizer_object=core, padding_side="left", model_max_length=512,
-                                   **SPECIAL_TOKENS)
+    return PreTrainedTokenizerFast(tokenizer_object=core, padding_side="left", model_max_length=512, **SPECIAL_TOKENS)

@@ -113,11 +113,20 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
 
 def _model_config(cfg: TrainConfig, tokenizer) -> Qwen2Config:
     return Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_heads,
-        max_position_embeddings=512, tie_word_embeddings=True, rope_theta=10000.0,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, use_cache=True)
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.n_heads,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        rope_theta=10000.0,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        use_cache=True,
+    )
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -141,10 +150,15 @@ def quick_accuracy(model, tokenizer, task: TaskConfig, n: int = 128, seed: int =
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     model.eval()
     with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=40 * task.max_statements, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        out = model.generate(
+            **enc,
+            max_new_tokens=40 * task.max_statements,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
     model.train()
-    texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     hits = 0
     for s, text in zip(samples, texts, strict=True):
         m = re.search(r"^ans=(\d+)$", text, flags=re.M)
@@ -193,8 +207,9 @@ def train(cfg: TrainConfig) -> dict:
             _save_checkpoint(model, opt, done, ckpt)
         if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
             acc = quick_accuracy(model, tokenizer, cfg.task)
-            history.append({"step": done, "loss_ema": round(ema, 4), "greedy_acc": acc,
-                            "elapsed_s": round(time.time() - t0, 1)})
+            history.append(
+                {"step": done, "loss_ema": round(ema, 4), "greedy_acc": acc, "elapsed_s": round(time.time() - t0, 1)}
+            )
             print(json.dumps(history[-1]), flush=True)
             _write_record(record_path, cfg, history)
     _export(model, tokenizer, out)
@@ -202,8 +217,7 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def _write_record(path: Path, cfg: TrainConfig, history: list) -> dict:
-    record = {"config": dataclasses.asdict(cfg), "history": history,
-              "torch": torch.__version__, "n_params": None}
+    record = {"config": dataclasses.asdict(cfg), "history": history, "torch": torch.__version__, "n_params": None}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2))
@@ -228,11 +242,18 @@ def _parse_args(argv: list[str] | None) -> TrainConfig:
     for f in dataclasses.fields(TrainConfig):
         if f.name == "task":
             continue
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)),
-                            default=getattr(defaults, f.name), help=f" ({getattr(defaults, f.name)!r})")
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=type(getattr(defaults, f.name)),
+            default=getattr(defaults, f.name),
+            help=f" ({getattr(defaults, f.name)!r})",
+        )
     for f in dataclasses.fields(TaskConfig):
-        parser.add_argument(f"--task-{f.name.replace('_', '-')}", type=type(getattr(defaults.task, f.name)),
-                            default=getattr(defaults.task, f.name))
+        parser.add_argument(
+            f"--task-{f.name.replace('_', '-')}",
+            type=type(getattr(defaults.task, f.name)),
+            default=getattr(defaults.task, f.name),
+        )
     ns = vars(parser.parse_args(argv))
     task = TaskConfig(**{k[5:]: v for k, v in ns.items() if k.startswith("task_")})
     return TrainConfig(task=task, **{k: v for k, v in ns.items() if not k.startswith("task_")})

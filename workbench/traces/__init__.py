@@ -5,5 +5,16 @@ from workbench.traces.segment import get_segmenter, register_segmenter, segment_
 from workbench.traces.toy import label_with_checker, trace_from_text, traces_from_samples
 from workbench.traces.types import Step, Trace
 
-__all__ = ["Step", "Trace", "align_trace", "token_offsets", "get_segmenter", "register_segmenter",
-           "segment_trace", "segmenter_names", "label_with_checker", "trace_from_text", "traces_from_samples"]
+__all__ = [
+    "Step",
+    "Trace",
+    "align_trace",
+    "token_offsets",
+    "get_segmenter",
+    "register_segmenter",
+    "segment_trace",
+    "segmenter_names",
+    "label_with_checker",
+    "trace_from_text",
+    "traces_from_samples",
+]

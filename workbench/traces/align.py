@@ -24,8 +24,9 @@ def token_offsets(tokenizer, text: str) -> list[tuple[int, int]]:
     return [tuple(o) for o in enc["offset_mapping"]]
 
 
-def align_trace(trace: Trace, tokenizer, *, n_ctx: int | None = None,
-                offsets: list[tuple[int, int]] | None = None) -> Trace:
+def align_trace(
+    trace: Trace, tokenizer, *, n_ctx: int | None = None, offsets: list[tuple[int, int]] | None = None
+) -> Trace:
     """Fill ``token_start``/``token_end``/``boundary_token``/``beyond_context`` for every step of ``trace``."""
     offsets = offsets if offsets is not None else token_offsets(tokenizer, trace.text)
     starts = [s for s, _ in offsets]

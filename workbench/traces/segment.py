@@ -18,8 +18,17 @@ from dataclasses import asdict, dataclass, replace
 from workbench.traces.align import align_trace
 from workbench.traces.types import Step, Trace
 
-__all__ = ["Segmenter", "NewlineSegmenter", "DoubleNewlineSegmenter", "register_segmenter", "get_segmenter",
-           "segmenter_names", "segment_trace", "spans_after", "normalise_spans"]
+__all__ = [
+    "Segmenter",
+    "NewlineSegmenter",
+    "DoubleNewlineSegmenter",
+    "register_segmenter",
+    "get_segmenter",
+    "segmenter_names",
+    "segment_trace",
+    "spans_after",
+    "normalise_spans",
+]
 
 
 class Segmenter:
@@ -46,7 +55,7 @@ def normalise_spans(text: str, cuts: list[int]) -> list[tuple[int, int]]:
     for a, b in spans:
         if out and not text[a:b].strip():
             out[-1] = (out[-1][0], b)  # trailing whitespace belongs to the step before
-        elif out and not text[out[-1][0]:out[-1][1]].strip():
+        elif out and not text[out[-1][0] : out[-1][1]].strip():
             out[-1] = (out[-1][0], b)  # leading whitespace belongs to the step after
         else:
             out.append((a, b))
@@ -110,8 +119,9 @@ def get_segmenter(name: str | Segmenter | dict, **params) -> Segmenter:
         raise ValueError(f"segmenter={name!r}: bad parameters {params}: {e}") from e
 
 
-def segment_trace(trace: Trace, segmenter: str | Segmenter | dict = "newline", *, tokenizer=None,
-                  n_ctx: int | None = None, **params) -> Trace:
+def segment_trace(
+    trace: Trace, segmenter: str | Segmenter | dict = "newline", *, tokenizer=None, n_ctx: int | None = None, **params
+) -> Trace:
     """Cut ``trace.completion`` into steps; with a ``tokenizer``, also align them to tokens."""
     seg = get_segmenter(segmenter, **params)
     if not trace.completion.strip():

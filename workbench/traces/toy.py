@@ -23,27 +23,49 @@ def label_with_checker(trace: Trace, problem: Problem | None = None) -> Trace:
     problem = problem or parse_prompt(trace.prompt, problem_id=trace.problem_id)
     verdict = check_trace(problem, trace.completion)
     if len(verdict.steps) != len(trace.steps):
-        raise ValueError(f"Trace {trace.trace_id}: the checker sees {len(verdict.steps)} lines but the trace has "
-                         f"{len(trace.steps)} steps; segment toy traces with segmenter='newline'")
+        raise ValueError(
+            f"Trace {trace.trace_id}: the checker sees {len(verdict.steps)} lines but the trace has "
+            f"{len(trace.steps)} steps; segment toy traces with segmenter='newline'"
+        )
     steps = []
     for step, lab in zip(trace.steps, verdict.steps, strict=True):
-        steps.append(replace(step, kind=lab.kind).with_labels(
-            kind=lab.kind, correct=lab.correct, logical=lab.logical, first_error=lab.first_error))
+        steps.append(
+            replace(step, kind=lab.kind).with_labels(
+                kind=lab.kind, correct=lab.correct, logical=lab.logical, first_error=lab.first_error
+            )
+        )
     answer = None if verdict.answer is None else str(verdict.answer)
-    return replace(trace, steps=tuple(steps), answer=answer, answer_correct=verdict.answer_correct,
-                   gold_answer=str(problem.answer))
+    return replace(
+        trace, steps=tuple(steps), answer=answer, answer_correct=verdict.answer_correct, gold_answer=str(problem.answer)
+    )
 
 
-def trace_from_text(problem: Problem, completion: str, *, trace_id: str, tokenizer=None, n_ctx: int | None = None,
-                    **fields) -> Trace:
+def trace_from_text(
+    problem: Problem, completion: str, *, trace_id: str, tokenizer=None, n_ctx: int | None = None, **fields
+) -> Trace:
     """A segmented, token-aligned, checker-labelled trace of ``completion`` for ``problem``."""
-    trace = Trace(trace_id=trace_id, problem_id=problem.problem_id, prompt=problem.prompt, completion=completion,
-                  gold_answer=str(problem.answer), **fields)
+    trace = Trace(
+        trace_id=trace_id,
+        problem_id=problem.problem_id,
+        prompt=problem.prompt,
+        completion=completion,
+        gold_answer=str(problem.answer),
+        **fields,
+    )
     trace = segment_trace(trace, "newline", tokenizer=tokenizer, n_ctx=n_ctx)
     return label_with_checker(trace, problem)
 
 
 def traces_from_samples(samples: Iterable[Sample], *, tokenizer=None, n_ctx: int | None = None) -> list[Trace]:
     """Traces of the task's own rendered solutions (ground-truth data with injected behaviours)."""
-    return [trace_from_text(s.problem, s.completion, trace_id=f"{s.problem.problem_id}/gold", tokenizer=tokenizer,
-                            n_ctx=n_ctx, generation={"source": "toy-task"}) for s in samples]
+    return [
+        trace_from_text(
+            s.problem,
+            s.completion,
+            trace_id=f"{s.problem.problem_id}/gold",
+            tokenizer=tokenizer,
+            n_ctx=n_ctx,
+            generation={"source": "toy-task"},
+        )
+        for s in samples
+    ]

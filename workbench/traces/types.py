@@ -48,8 +48,9 @@ class Step:
         if self.index < 0:
             raise ValueError(f"Step.index={self.index}: must be >= 0")
         if not 0 <= self.char_start <= self.char_end:
-            raise ValueError(f"Step.char_start={self.char_start}, char_end={self.char_end}: need "
-                             "0 <= char_start <= char_end")
+            raise ValueError(
+                f"Step.char_start={self.char_start}, char_end={self.char_end}: need 0 <= char_start <= char_end"
+            )
         if self.token_start is not None and self.token_end is not None and self.token_start > self.token_end:
             raise ValueError(f"Step.token_start={self.token_start} > token_end={self.token_end}")
 
@@ -94,8 +95,10 @@ class Trace:
             if step.index != i:
                 raise ValueError(f"Trace {self.trace_id}: steps[{i}].index={step.index}; indices must be 0..n-1")
             if step.char_end > len(self.completion):
-                raise ValueError(f"Trace {self.trace_id}: steps[{i}].char_end={step.char_end} is beyond the "
-                                 f"completion ({len(self.completion)} characters)")
+                raise ValueError(
+                    f"Trace {self.trace_id}: steps[{i}].char_end={step.char_end} is beyond the "
+                    f"completion ({len(self.completion)} characters)"
+                )
 
     @property
     def text(self) -> str:

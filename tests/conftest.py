@@ -1,0 +1,82 @@
+"""Shared fixtures: tiny random Hugging Face folders of several architectures, and the embedded model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from workbench.toy.tokenizer import build_char_tokenizer
+
+torch.set_num_threads(1)  # tests are small; one thread is fastest on the 2-core CI machine
+
+
+def make_tiny_model_dir(
+    path: Path, arch: str = "qwen2", *, n_layers: int = 2, d_model: int = 32, seed: int = 0
+) -> Path:
+    """Write a randomly initialised causal LM of ``arch`` (qwen2, llama, gpt2) with the char tokenizer."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    tok = build_char_tokenizer()
+    ids = {
+        "vocab_size": len(tok),
+        "pad_token_id": tok.pad_token_id,
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+    }
+    torch.manual_seed(seed)
+    if arch == "qwen2":
+        model = Qwen2ForCausalLM(
+            Qwen2Config(
+                hidden_size=d_model,
+                intermediate_size=2 * d_model,
+                num_hidden_layers=n_layers,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=256,
+                **ids,
+            )
+        )
+    elif arch == "llama":
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                hidden_size=d_model,
+                intermediate_size=2 * d_model,
+                num_hidden_layers=n_layers,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=256,
+                **ids,
+            )
+        )
+    elif arch == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(n_embd=d_model, n_layer=n_layers, n_head=4, n_positions=256, **ids))
+    else:
+        raise ValueError(f"arch={arch!r}")
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Qwen2 folder (2 layers, d_model 32) shared by the session."""
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "qwen2")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    """The tiny Qwen2 loaded through ``load_model`` on CPU."""
+    from workbench.models import load_model
+
+    return load_model(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The shipped embedded model, loaded through ``load_model()`` with no argument."""
+    from workbench.models import load_model
+
+    return load_model(device="cpu")
