@@ -141,7 +141,23 @@ def _replace_first(x, new):
     return (new, *x[1:]) if isinstance(x, tuple) else new
 
 
+def _checked(fn: HookFn, name: str) -> HookFn:
+    """Wrap ``fn`` so a hook that returns anything but a tensor or None fails loudly, not silently."""
+
+    def call(t: torch.Tensor, _: str):
+        new = fn(t, name)
+        if new is not None and not isinstance(new, torch.Tensor):
+            raise TypeError(
+                f"hook function for {name!r} returned {type(new).__name__}; return a tensor of shape "
+                f"{tuple(t.shape)} to replace the activation, or None to leave it"
+            )
+        return new
+
+    return call
+
+
 def _make_handle(site: HookSite, fn: HookFn):
+    fn = _checked(fn, site.name)
     if site.side == "output":
 
         def out_hook(module, args, output):

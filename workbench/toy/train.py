@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from workbench.toy.card import write_model_card
 from workbench.toy.task import TaskConfig, generate_samples
 from workbench.toy.tokenizer import build_char_tokenizer
 
@@ -213,7 +214,9 @@ def train(cfg: TrainConfig) -> dict:
             print(json.dumps(history[-1]), flush=True)
             _write_record(record_path, cfg, history)
     _export(model, tokenizer, out)
-    return _write_record(record_path, cfg, history)
+    record = _write_record(record_path, cfg, history, n_params=sum(p.numel() for p in model.parameters()))
+    write_model_card(out)
+    return record
 
 
 def _write_record(path: Path, cfg: TrainConfig, history: list) -> dict:
@@ -227,6 +230,7 @@ def _write_record(path: Path, cfg: TrainConfig, history: list) -> dict:
 
 def _export(model, tokenizer, out: Path) -> None:
     """Write the Hugging Face folder into a temp dir, then move the files into place."""
+    out.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging, safe_serialization=True)

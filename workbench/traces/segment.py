@@ -5,6 +5,11 @@ overlap; a chunk includes its trailing delimiter, and whitespace-only chunks are
 neighbour. :func:`segment_trace` turns the spans into :class:`~workbench.traces.types.Step` objects,
 aligns them to tokens and records ``{"name": ..., **params}`` in ``trace.segmenter``.
 
+This module holds the base class, the registry and the two line-based segmenters; the others (sentence,
+SPAE token boundary, marker/regex, given step lists) live in :mod:`workbench.traces.segmenters` and are
+registered when the package is imported. A segmenter that reads tokens (``uses_tokens``) gets the
+completion's token character spans from :func:`segment_trace`, which then needs a tokenizer.
+
 Register a new segmenter with :func:`register_segmenter`; :func:`get_segmenter` lists the known names when
 asked for an unknown one.
 """
@@ -12,10 +17,11 @@ asked for an unknown one.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import ClassVar
 
-from workbench.traces.align import align_trace
+from workbench.traces.align import align_trace, token_offsets
 from workbench.traces.types import Step, Trace
 
 __all__ = [
@@ -26,6 +32,7 @@ __all__ = [
     "get_segmenter",
     "segmenter_names",
     "segment_trace",
+    "completion_token_spans",
     "spans_after",
     "normalise_spans",
 ]
@@ -35,12 +42,17 @@ class Segmenter:
     """Base class: subclasses are frozen dataclasses whose fields are their parameters."""
 
     name: str = ""
+    uses_tokens: ClassVar[bool] = False
+    """True when :meth:`split` needs ``token_spans`` (then :func:`segment_trace` needs a tokenizer)."""
 
-    def split(self, completion: str) -> list[tuple[int, int]]:
+    def split(self, completion: str, *, token_spans: Sequence[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
+        """Chunk spans covering ``completion``; ``token_spans`` are the completion's tokens as character spans."""
         raise NotImplementedError
 
     def params(self) -> dict:
-        return asdict(self) if hasattr(self, "__dataclass_fields__") else {}
+        """The parameters as JSON values (tuples become lists, so a saved trace compares equal on reload)."""
+        raw = asdict(self) if hasattr(self, "__dataclass_fields__") else {}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
 
     def describe(self) -> dict:
         """``{"name": ..., **params}``: what is recorded with the data."""
@@ -75,7 +87,7 @@ class NewlineSegmenter(Segmenter):
     """Fold the last line (e.g. GSM8K's ``#### 42``) into the previous step."""
     name = "newline"
 
-    def split(self, completion: str) -> list[tuple[int, int]]:
+    def split(self, completion: str, *, token_spans=None) -> list[tuple[int, int]]:
         spans = spans_after(completion, re.compile(r"\n+"))
         if self.merge_final_line and len(spans) > 1:
             spans[-2:] = [(spans[-2][0], spans[-1][1])]
@@ -88,7 +100,7 @@ class DoubleNewlineSegmenter(Segmenter):
 
     name = "double_newline"
 
-    def split(self, completion: str) -> list[tuple[int, int]]:
+    def split(self, completion: str, *, token_spans=None) -> list[tuple[int, int]]:
         return spans_after(completion, re.compile(r"\n\s*\n"))
 
 
@@ -119,18 +131,34 @@ def get_segmenter(name: str | Segmenter | dict, **params) -> Segmenter:
         raise ValueError(f"segmenter={name!r}: bad parameters {params}: {e}") from e
 
 
+def completion_token_spans(offsets: Sequence[tuple[int, int]], prompt_len: int) -> list[tuple[int, int]]:
+    """Token character spans of ``prompt + completion`` re-expressed in the completion (prompt tokens dropped).
+
+    A token straddling the prompt/completion border is clipped to its completion part.
+    """
+    return [(max(a, prompt_len) - prompt_len, b - prompt_len) for a, b in offsets if b > prompt_len]
+
+
 def segment_trace(
     trace: Trace, segmenter: str | Segmenter | dict = "newline", *, tokenizer=None, n_ctx: int | None = None, **params
 ) -> Trace:
-    """Cut ``trace.completion`` into steps; with a ``tokenizer``, also align them to tokens."""
+    """Cut ``trace.completion`` into steps; with a ``tokenizer``, also align them to tokens.
+
+    Raises ``ValueError`` naming the field for an empty completion, an unknown segmenter name, bad
+    parameters, or a token-reading segmenter without a tokenizer.
+    """
     seg = get_segmenter(segmenter, **params)
     if not trace.completion.strip():
         raise ValueError(f"Trace {trace.trace_id}: completion is empty; there is nothing to segment")
+    if seg.uses_tokens and tokenizer is None:
+        raise ValueError(f"tokenizer: segmenter={seg.name!r} reads token boundaries; pass tokenizer=")
+    offsets = token_offsets(tokenizer, trace.text) if tokenizer is not None else None
+    spans_tok = completion_token_spans(offsets, len(trace.prompt)) if seg.uses_tokens else None
     steps = []
-    for i, (a, b) in enumerate(seg.split(trace.completion)):
+    for i, (a, b) in enumerate(seg.split(trace.completion, token_spans=spans_tok)):
         steps.append(Step(index=i, text=trace.completion[a:b].strip(), char_start=a, char_end=b))
     out = replace(trace, steps=tuple(steps), segmenter=seg.describe())
-    return align_trace(out, tokenizer, n_ctx=n_ctx) if tokenizer is not None else out
+    return align_trace(out, tokenizer, n_ctx=n_ctx, offsets=offsets) if tokenizer is not None else out
 
 
 register_segmenter("newline", NewlineSegmenter)
