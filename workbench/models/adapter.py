@@ -200,6 +200,20 @@ class WorkbenchModel:
         }
 
 
+def _load_tokenizer(path: Path):
+    """The folder's tokenizer exactly as ``tokenizer.json`` defines it, else whatever AutoTokenizer builds.
+
+    transformers 5 maps ``model_type`` to a tokenizer class that may rebuild the pipeline (Qwen2Tokenizer
+    swaps in its own byte-level pre-tokenizer, which silently drops a character tokenizer's newlines), so a
+    ``tokenizer.json`` is loaded verbatim: it is the folder's ground truth for real models too.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if (path / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
 def load_model(
     model: str | os.PathLike | None = None,
     *,
@@ -212,7 +226,7 @@ def load_model(
     Never downloads: a missing model raises ``ModelNotFoundError`` saying where it looked. Weights load
     only from safetensors. Device defaults to CUDA when present, dtype to bf16 on GPU and float32 on CPU.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     resolved = resolve_model(model)
     dev = torch.device(device) if device is not None else default_device()
@@ -222,7 +236,7 @@ def load_model(
         dtype = getattr(torch, dtype)
     dt = dtype or default_dtype(dev)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved.path, local_files_only=True)
+        tokenizer = _load_tokenizer(resolved.path)
         hf_model = AutoModelForCausalLM.from_pretrained(
             resolved.path, local_files_only=True, use_safetensors=True, dtype=dt
         )
