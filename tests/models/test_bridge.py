@@ -32,3 +32,10 @@ def test_bridge_does_not_touch_the_hot_path_model(tiny_model):
     assert bridge.original_model is not tiny_model.hf_model
     assert "bridge" not in type(tiny_model.hf_model).__name__.lower()
     assert tiny_model.bridge is bridge  # booted once
+
+
+def test_bridge_tokenizes_exactly_like_the_model(tiny_model):
+    text = "a=1,b=2;c=a+b;?c\nans=3\n"
+    ids = tiny_model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tiny_model.bridge.to_tokens(text)[0].tolist() == ids
+    assert tiny_model.bridge.to_string(tiny_model.bridge.to_tokens(text)[0]) == text

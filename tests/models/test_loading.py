@@ -14,6 +14,9 @@ def test_tiny_architectures_load_and_run_forward(tmp_path, arch):
     model = load_model(make_tiny_model_dir(tmp_path / arch, arch), device="cpu")
     assert model.n_layers == 2 and model.d_model == 32 and model.device.type == "cpu"
     assert model.dtype == torch.float32
+    text = "a=1,b=2;c=a+b;?c\nans=3 ok\n"
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text) and model.tokenizer.decode(ids) == text  # newlines and spaces survive loading
     enc = model.tokenize(["a=1,b=2;c=a+b;?c\n", "x=5;?x\n"])
     logits = model.forward(enc["input_ids"], enc["attention_mask"])
     assert logits.shape == (2, enc["input_ids"].shape[1], len(model.tokenizer))

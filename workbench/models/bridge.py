@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.model_bridge.sources._bridge_builder import detect_tokenizer_bos_eos
 
 __all__ = ["boot_bridge", "transformer_lens_version", "TransformerBridge"]
 
@@ -43,6 +44,11 @@ def boot_bridge(path: Path, hf_model, tokenizer, *, compatibility_mode: bool = F
         bridge = TransformerBridge.boot_transformers(
             str(path), device=param.device, dtype=param.dtype, tokenizer=tokenizer, hf_model=twin
         )
+    # transformer-lens re-loads the tokenizer through AutoTokenizer, which for some model types rebuilds
+    # the pipeline differently from tokenizer.json (see models.adapter._load_tokenizer); keep ours.
+    # The public setter re-runs that same re-load, so the private slot is set on purpose.
+    bridge._tokenizer = tokenizer
+    bridge.cfg.tokenizer_prepends_bos, bridge.cfg.tokenizer_appends_eos = detect_tokenizer_bos_eos(tokenizer)
     if compatibility_mode:
         bridge.enable_compatibility_mode()
     bridge.eval()
