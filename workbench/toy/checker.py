@@ -23,11 +23,12 @@ __all__ = ["StepLabel", "TraceLabels", "check_trace", "parse_prompt", "STEP_KIND
 
 STEP_KINDS = ("compute", "wait", "check", "answer", "garbled")
 
-_COMPUTE = re.compile(r"^([a-z])=([a-z])([+-])([a-z])=(\d+)([+-])(\d+)=(\d+)$")
-_WAIT = re.compile(r"^wait ([a-z])=(\d+)$")
-_CHECK = re.compile(r"^check ([a-z])=(\d+)$")
+# n=i68+c71=n39 | wait n39 | check n39 | ans=39 ; prompt b48,i68,c71;n=i+c;y=c+n;?y
+_COMPUTE = re.compile(r"^([a-z])=([a-z])(\d+)([+-])([a-z])(\d+)=([a-z])(\d+)$")
+_WAIT = re.compile(r"^wait ([a-z])(\d+)$")
+_CHECK = re.compile(r"^check ([a-z])(\d+)$")
 _ANSWER = re.compile(r"^ans=(\d+)$")
-_PROMPT = re.compile(r"^((?:[a-z]=\d+,)*[a-z]=\d+);((?:[a-z]=[a-z][+-][a-z];)+)\?([a-z])$")
+_PROMPT = re.compile(r"^((?:[a-z]\d+,)*[a-z]\d+);((?:[a-z]=[a-z][+-][a-z];)+)\?([a-z])$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,8 +71,8 @@ def parse_prompt(prompt: str, modulus: int = 100, problem_id: str = "") -> Probl
     """Rebuild a :class:`Problem` from its prompt text (so traces from files can be checked)."""
     m = _PROMPT.match(prompt.strip())
     if not m:
-        raise ValueError(f"prompt={prompt!r} is not a toy-task prompt such as 'a=1,b=2;c=a+b;?c'")
-    inputs = {kv.split("=")[0]: int(kv.split("=")[1]) for kv in m.group(1).split(",")}
+        raise ValueError(f"prompt={prompt!r} is not a toy-task prompt such as 'a1,b2;c=a+b;?c'")
+    inputs = {kv[0]: int(kv[1:]) for kv in m.group(1).split(",")}
     values = dict(inputs)
     program = []
     for text in m.group(2).rstrip(";").split(";"):
@@ -89,9 +90,10 @@ def _judge_line(line: str, problem: Problem, believed: dict[str, int], ops: dict
     """(kind, variable, value, correct, logical) for one line, updating ``believed`` in place."""
     truth, mod = problem.values, problem.modulus
     if m := _COMPUTE.match(line):
-        var, left, op, right = m.group(1), m.group(2), m.group(3), m.group(4)
+        var, left, op, right, result_var = m.group(1), m.group(2), m.group(4), m.group(5), m.group(7)
         value = int(m.group(8))
-        if var not in truth or left not in believed or right not in believed or ops.get(var) != (left, op, right):
+        if (var not in truth or result_var != var or left not in believed or right not in believed
+                or ops.get(var) != (left, op, right)):
             return "garbled", var, value, False, False
         logical = value == apply_op(believed[left], op, believed[right], mod)
         believed[var] = value

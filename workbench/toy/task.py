@@ -1,12 +1,18 @@
 """The synthetic reasoning task: seeded programs whose every step a program can check.
 
 A problem names a few variables with values and a short straight-line program; the chain of thought
-executes one statement per line (naming the variables, then the values), then states the answer:
+executes one statement per line, writing every value right after its variable's letter, then states the
+answer:
 
-    prompt:      b=48,i=68,c=71;n=i+c;y=c+n;?y
-    completion:  n=i+c=68+71=39
-                 y=c+n=71+39=10
+    prompt:      b48,i68,c71;n=i+c;y=c+n;?y
+    completion:  n=i68+c71=n39
+                 y=c71+n39=y10
                  ans=10
+
+Why values sit right after their letter (``i68``, not ``i=68`` as in ``shared/docs/embedded-model.md``):
+reading a variable's value is then a one-hop induction look-up (find the earlier ``i`` followed by digits,
+copy them). With ``i=68`` it needs a two-hop composition, and a 1M-parameter model on 2 CPU cores stayed
+on that plateau (≈15% accuracy after 2,500 steps; arithmetic and statement copying were already right).
 
 Values live mod ``modulus``. Training data also carries *reasoning behaviours* so that the model learns
 them (see ``shared/docs/embedded-model.md``): an injected wrong result, often followed by a
@@ -42,9 +48,9 @@ class TaskConfig:
     p_error: float = 0.1
     """Chance that a compute step states a wrong result (training data only)."""
     p_correct: float = 0.6
-    """Chance that an injected error is followed by a ``wait v=<right value>`` line."""
+    """Chance that an injected error is followed by a ``wait v<right value>`` line."""
     p_check: float = 0.1
-    """Chance of a ``check v=<value>`` line after a compute step."""
+    """Chance of a ``check v<value>`` line after a compute step."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_inputs <= 10:
@@ -117,7 +123,7 @@ class Problem:
 
     @property
     def prompt(self) -> str:
-        given = ",".join(f"{k}={v}" for k, v in self.inputs.items())
+        given = ",".join(f"{k}{v}" for k, v in self.inputs.items())
         program = ";".join(s.text() for s in self.program)
         return f"{given};{program};?{self.query}\n"
 
@@ -172,13 +178,13 @@ def render_solution(rng: random.Random, problem: Problem, cfg: TaskConfig) -> st
         stated = right
         if rng.random() < cfg.p_error:
             stated = _wrong_value(rng, right, problem.modulus)
-        lines.append(f"{st.text()}={a}{st.op}{b}={stated}")
+        lines.append(f"{st.target}={st.left}{a}{st.op}{st.right}{b}={st.target}{stated}")
         if stated != right and rng.random() < cfg.p_correct:
-            lines.append(f"wait {st.target}={right}")
+            lines.append(f"wait {st.target}{right}")
             stated = right
         believed[st.target] = stated
         if rng.random() < cfg.p_check:
-            lines.append(f"check {st.target}={stated}")
+            lines.append(f"check {st.target}{stated}")
     lines.append(f"ans={believed[problem.query]}")
     return "\n".join(lines) + "\n"
 
