@@ -28,6 +28,7 @@ import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +44,7 @@ __all__ = [
     "key_to_filename",
     "shard_name",
     "parse_shard_name",
+    "ShardId",
     "atomic_write_json",
     "atomic_write_parquet",
     "fsync_dir",
@@ -82,12 +84,19 @@ def shard_name(rank: int, seq: int) -> str:
     return f"r{rank:03d}-{seq:06d}"
 
 
-def parse_shard_name(name: str) -> tuple[int, int] | None:
-    """``(rank, seq)`` of a committed shard directory name, None for anything else."""
+class ShardId(NamedTuple):
+    """Which rank wrote a shard, and its sequence number on that rank."""
+
+    rank: int
+    seq: int
+
+
+def parse_shard_name(name: str) -> ShardId | None:
+    """The :class:`ShardId` of a committed shard directory name, None for anything else."""
     if len(name) != 11 or name[0] != "r" or name[4] != "-":
         return None
     try:
-        return int(name[1:4]), int(name[5:])
+        return ShardId(int(name[1:4]), int(name[5:]))
     except ValueError:
         return None
 

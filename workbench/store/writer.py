@@ -31,7 +31,7 @@ from workbench.store import format as fmt
 __all__ = ["KeySpec", "ShardInfo", "StoreMismatchError", "StoreWriter", "REQUIRED_COLUMNS"]
 
 #: Columns every index part must have; the rest of the index is free-form (text, spans, labels, ...).
-REQUIRED_COLUMNS = ("trace_id", "problem_id", "step_index", "local_row", "local_token_row", "n_tokens")
+REQUIRED_COLUMNS = ("trace_id", "problem_id", "step_index", "local_row", "local_token_row", "n_token_rows")
 
 
 class StoreMismatchError(ValueError):
@@ -106,7 +106,7 @@ class StoreWriter:
         for tmp in shards.glob(f"{fmt.TMP_PREFIX}r{rank:03d}-*"):  # left by a crash of this rank
             fmt.remove_tree(tmp)
         mine = [fmt.parse_shard_name(p.name) for p in fmt.committed_shards(self.root)]
-        self._next_seq = 1 + max((seq for r, seq in mine if r == rank), default=-1)
+        self._next_seq = 1 + max((sid.seq for sid in mine if sid.rank == rank), default=-1)
 
     # ---- creation ----------------------------------------------------------------------------------
     @classmethod
@@ -127,9 +127,10 @@ class StoreWriter:
         path = root / fmt.MANIFEST
         if path.is_file():
             old = json.loads(path.read_text())
-            diffs = _diff({"keys": old["keys"], "fingerprint": old["fingerprint"]}, _jsonify(
-                {"keys": keys_json, "fingerprint": fingerprint}
-            ))
+            diffs = _diff(
+                {"keys": old["keys"], "fingerprint": old["fingerprint"]},
+                _jsonify({"keys": keys_json, "fingerprint": fingerprint}),
+            )
             if diffs:
                 raise StoreMismatchError(
                     f"{root} was captured with another configuration; resume with the same settings or use a "
@@ -166,7 +167,7 @@ class StoreWriter:
         if set(tensors) != set(self.keys):
             raise ValueError(f"tensors have keys {sorted(tensors)}; the store's schema is {sorted(self.keys)}")
         n_rows = int((index["local_row"] >= 0).sum())
-        n_tokens = int(index["n_tokens"].sum())
+        n_tokens = int(index["n_token_rows"].sum())
         for key, spec in self.keys.items():
             t = tensors[key]
             want = (n_rows if spec.rows == "step" else n_tokens, *spec.shape)

@@ -21,8 +21,10 @@ import dataclasses
 import json
 import math
 import os
+import platform
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from workbench.toy.card import write_model_card
+from workbench.toy.card import write_json_atomic, write_model_card
 from workbench.toy.task import TaskConfig, generate_samples
 from workbench.toy.tokenizer import build_char_tokenizer
 
@@ -219,12 +221,22 @@ def train(cfg: TrainConfig) -> dict:
     return record
 
 
-def _write_record(path: Path, cfg: TrainConfig, history: list) -> dict:
-    record = {"config": dataclasses.asdict(cfg), "history": history, "torch": torch.__version__, "n_params": None}
+def _write_record(path: Path, cfg: TrainConfig, history: list, n_params: int | None = None) -> dict:
+    machine = (
+        torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    )
+    record = {
+        "config": dataclasses.asdict(cfg),
+        "history": history,
+        "n_params": n_params,
+        "command": "python -m workbench.toy.train " + " ".join(sys.argv[1:]),
+        "machine": machine,
+        "torch": torch.__version__,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    write_json_atomic(path, record)
     return record
 
 

@@ -7,6 +7,7 @@ from workbench.traces import segmenters as _segmenters  # noqa: F401  (registers
 from workbench.traces.align import align_trace, token_offsets
 from workbench.traces.answers import TOY_ANSWER, AnswerFormat
 from workbench.traces.generate import Completion, GenerationConfig, generate_traces, sample_completions
+from workbench.traces.importers import import_completions, import_processbench, import_rated_steps
 from workbench.traces.io import (
     TraceFormatError,
     load_jsonl,
@@ -19,6 +20,7 @@ from workbench.traces.io import (
     trace_from_dict,
     trace_to_dict,
 )
+from workbench.traces.judge import CheckerJudge, JudgeRequest, JudgeVerdict, LocalModelJudge, StepJudge, judge_labels
 from workbench.traces.labels import (
     KeywordConfig,
     StepKey,
@@ -29,6 +31,8 @@ from workbench.traces.labels import (
     labels_frame,
     labels_of,
 )
+from workbench.traces.potential import PotentialConfig, forced_answer_labels, step_potential
+from workbench.traces.rollouts import RolloutConfig, rollout_labels
 from workbench.traces.segment import get_segmenter, register_segmenter, segment_trace, segmenter_names
 from workbench.traces.toy import generate_toy_traces, label_with_checker, trace_from_text, traces_from_samples
 from workbench.traces.types import Step, Trace
@@ -70,4 +74,18 @@ __all__ = [
     "KeywordConfig",
     "keyword_labels",
     "checker_labels",
+    "RolloutConfig",
+    "rollout_labels",
+    "PotentialConfig",
+    "forced_answer_labels",
+    "step_potential",
+    "import_completions",
+    "import_processbench",
+    "import_rated_steps",
+    "StepJudge",
+    "JudgeRequest",
+    "JudgeVerdict",
+    "LocalModelJudge",
+    "CheckerJudge",
+    "judge_labels",
 ]

@@ -26,7 +26,16 @@ from tqdm.auto import tqdm
 from workbench.traces.segment import get_segmenter, segment_trace
 from workbench.traces.types import Trace
 
-__all__ = ["GenerationConfig", "Completion", "sample_completions", "generate_traces", "left_pad"]
+__all__ = [
+    "GenerationConfig",
+    "Completion",
+    "sample_completions",
+    "generate_traces",
+    "left_pad",
+    "Batch",
+    "length_batches",
+    "rng_devices",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,54 +104,85 @@ class Completion(NamedTuple):
     """``eos`` (the model ended), ``stop`` (a stop string) or ``length`` (``max_new_tokens`` reached)."""
 
 
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+class Batch(NamedTuple):
+    """A left-padded batch of token rows."""
+
+    input_ids: Int[Tensor, "batch pos"]
+    attention_mask: Int[Tensor, "batch pos"]
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> Batch:
     """Left-padded ``input_ids`` and ``attention_mask`` from token lists of different lengths."""
     width = max(map(len, rows))
     ids = torch.tensor([[pad_id] * (width - len(r)) + list(r) for r in rows], dtype=torch.long)
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
-    return ids, mask
+    return Batch(ids, mask)
 
 
-def _finish(tokenizer, row: list[int], stop: tuple[str, ...], max_new: int) -> tuple[str, int, str]:
-    """(text, n_tokens, finish_reason) of one generated row."""
-    ends = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
-    end = next((i for i, t in enumerate(row) if t in ends), len(row))
-    text = tokenizer.decode(row[:end], skip_special_tokens=False)
+class _Finished(NamedTuple):
+    text: str
+    n_tokens: int
+    finish_reason: str
+
+
+def _finish(tokenizer, row: list[int], stop: tuple[str, ...]) -> _Finished:
+    """Text, token count and finish reason of one generated row.
+
+    The row ends at its first end-of-sequence token; padding after a row that HF stopped on a stop string
+    is dropped (a pad token the model itself wrote mid-row stays, decoded as text: nothing is hidden).
+    """
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    end = row.index(eos) if eos in row else len(row)
+    kept = end
+    while kept > 0 and row[kept - 1] == pad:
+        kept -= 1
+    text = tokenizer.decode(row[:kept], skip_special_tokens=False)
     cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
     if cuts:
-        return text[: min(cuts)], end, "stop"
-    if end < len(row) and row[end] == tokenizer.eos_token_id:
-        return text, end + 1, "eos"
-    return text, end, "length" if end >= max_new else "stop"
+        return _Finished(text[: min(cuts)], kept, "stop")
+    if end < len(row):
+        return _Finished(text, end + 1, "eos")
+    if kept < end and stop:
+        return _Finished(text, kept, "stop")  # HF matched a stop string that overlaps the end of the prompt
+    return _Finished(text, kept, "length")
 
 
-def _rng_devices(device: torch.device) -> list:
+def length_batches(lengths: Sequence[int], per_batch: int) -> list[list[int]]:
+    """Indices grouped into batches of ``per_batch``, shortest first (little padding per batch)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
+
+
+def rng_devices(device: torch.device) -> list:
     """Devices whose RNG ``fork_rng`` must save and restore (the CPU's always is)."""
     return [device] if device.type == "cuda" else []
 
 
 def sample_completions(
-    model, prompts: Sequence[str], config: GenerationConfig = GenerationConfig(), *, progress: bool = True, desc="generate"
+    model,
+    prompts: Sequence[str],
+    config: GenerationConfig = GenerationConfig(),
+    *,
+    progress: bool = True,
+    desc="generate",
 ) -> list[Completion]:
     """``num_samples`` completions per prompt, prompt-major order, batched with the KV cache."""
     tok = model.tokenizer
     ids = tok(list(prompts), add_special_tokens=False)["input_ids"] if prompts else []
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     per_call = max(1, config.batch_size // config.num_samples)
     kwargs = config.hf_kwargs() | {"eos_token_id": tok.eos_token_id, "use_cache": True}
     if config.stop:
         kwargs |= {"stop_strings": list(config.stop), "tokenizer": tok}
     out: list[Completion | None] = [None] * (len(ids) * config.num_samples)
     bar = tqdm(total=len(out), desc=desc, disable=not progress, unit="seq")
-    for b, start in enumerate(range(0, len(order), per_call)):
-        chunk = order[start : start + per_call]
+    for b, chunk in enumerate(length_batches([len(r) for r in ids], per_call)):
         input_ids, mask = left_pad([ids[i] for i in chunk], tok.pad_token_id)
-        with torch.random.fork_rng(devices=_rng_devices(model.device)):
+        with torch.random.fork_rng(devices=rng_devices(model.device)):
             torch.manual_seed(config.seed * 1_000_003 + b)
             generated = model.generate(input_ids, mask, **kwargs)[:, input_ids.shape[1] :].tolist()
         for r, row in enumerate(generated):
             p, j = chunk[r // config.num_samples], r % config.num_samples
-            text, n, reason = _finish(tok, row, config.stop, config.max_new_tokens)
+            text, n, reason = _finish(tok, row, config.stop)
             out[p * config.num_samples + j] = Completion(p, j, text, n, reason)
         bar.update(len(generated))
     bar.close()
@@ -170,6 +210,8 @@ def generate_traces(
     for name, values in (("problem_ids", problem_ids), ("gold_answers", golds)):
         if len(values) != len(prompts):
             raise ValueError(f"{name}: {len(values)} values for {len(prompts)} prompts")
+    if len(set(problem_ids)) != len(problem_ids):
+        raise ValueError("problem_ids: ids must be unique (trace ids are built from them); use num_samples")
     provenance = model.provenance()
     settings = config.to_dict() | {"source": "workbench.traces.generate"}
     traces = []

@@ -1,9 +1,11 @@
 """Step labels: the common table every label source produces, joining it to traces, and keyword behaviours.
 
-Every label source (the toy checker, keyword behaviours, rollouts, the forced-answer potential, importers,
-judges) returns a :data:`StepLabels` mapping ``StepKey(trace_id, step_index) -> {label: value}``. One
-shape lets sources be computed separately (even on other machines), saved, compared, and merged into the
-traces with :func:`join_labels`; :func:`labels_frame` renders the same table as a DataFrame.
+Every model- or rule-based label source (keyword behaviours, rollouts, the forced-answer potential, judges,
+the checker via :func:`checker_labels`) returns a :data:`StepLabels` mapping
+``StepKey(trace_id, step_index) -> {label: value}``. One shape lets sources be computed separately (even on
+other machines), saved, compared, and merged into the traces with :func:`join_labels`; importers write their
+labels straight into the traces, and :func:`labels_of` turns any trace's labels back into the same table.
+:func:`labels_frame` renders a table as a DataFrame.
 
 Keyword behaviours follow RISE's cheap stand-in for an LLM judge (keyword matching agrees with the judge
 about 85% of the time): a step is a reflection / backtracking / verification step when it contains one of
@@ -29,6 +31,7 @@ __all__ = [
     "keyword_labels",
     "checker_labels",
     "labels_of",
+    "unique_traces",
 ]
 
 
@@ -43,14 +46,22 @@ StepLabels = dict[StepKey, dict[str, Any]]
 """Per-step labels of one source, keyed by (trace id, step index)."""
 
 
+def unique_traces(traces: Sequence[Trace]) -> Sequence[Trace]:
+    """``traces`` unchanged; ValueError naming the id when two share a ``trace_id`` (their labels would collide)."""
+    seen: set[str] = set()
+    for t in traces:
+        if t.trace_id in seen:
+            raise ValueError(f"trace_id={t.trace_id!r} appears twice; labels are joined by (trace id, step index)")
+        seen.add(t.trace_id)
+    return traces
+
+
 def labels_of(traces: Iterable[Trace], names: Sequence[str] | None = None) -> StepLabels:
     """The labels already on ``traces`` as a table (all names, or only ``names``)."""
     out: StepLabels = {}
     for t in traces:
         for s in t.steps:
-            out[StepKey(t.trace_id, s.index)] = {
-                k: v for k, v in s.labels.items() if names is None or k in names
-            }
+            out[StepKey(t.trace_id, s.index)] = {k: v for k, v in s.labels.items() if names is None or k in names}
     return out
 
 
@@ -59,7 +70,7 @@ def join_labels(traces: Sequence[Trace], *tables: Mapping[StepKey, Mapping[str, 
 
     A key that matches no step raises ``ValueError`` naming it: a label must never be silently dropped.
     """
-    by_key = {StepKey(t.trace_id, s.index) for t in traces for s in t.steps}
+    by_key = {StepKey(t.trace_id, s.index) for t in unique_traces(traces) for s in t.steps}
     merged: dict[StepKey, dict[str, Any]] = {}
     for table in tables:
         for key, labels in table.items():
@@ -114,11 +125,11 @@ class KeywordConfig:
         return re.compile(rf"{lead}(?:{body})(?!\w)", re.IGNORECASE if self.ignore_case else 0)
 
 
-def keyword_labels(traces: Iterable[Trace], config: KeywordConfig = KeywordConfig()) -> StepLabels:
+def keyword_labels(traces: Sequence[Trace], config: KeywordConfig = KeywordConfig()) -> StepLabels:
     """``reflection``/``backtracking``/``verification`` flags for every step, from word lists."""
     matchers = {b: config.pattern(b) for b in ("reflection", "backtracking", "verification")}
     out: StepLabels = {}
-    for t in traces:
+    for t in unique_traces(traces):
         for s in t.steps:
             out[StepKey(t.trace_id, s.index)] = {
                 b: bool(m is not None and m.search(s.text)) for b, m in matchers.items()
@@ -126,7 +137,7 @@ def keyword_labels(traces: Iterable[Trace], config: KeywordConfig = KeywordConfi
     return out
 
 
-def checker_labels(traces: Iterable[Trace]) -> StepLabels:
+def checker_labels(traces: Sequence[Trace]) -> StepLabels:
     """The toy checker's labels (kind, correct, logical, first_error, prefix_correct) as a table."""
-    labelled = [label_with_checker(t) for t in traces]
+    labelled = [label_with_checker(t) for t in unique_traces(traces)]
     return labels_of(labelled, ["kind", "correct", "logical", "first_error", "prefix_correct"])

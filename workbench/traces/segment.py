@@ -119,7 +119,7 @@ def segmenter_names() -> list[str]:
 def get_segmenter(name: str | Segmenter | dict, **params) -> Segmenter:
     """A segmenter by name (or a recorded ``{"name": ..., **params}`` dict); unknown names list the valid ones."""
     if isinstance(name, Segmenter):
-        return name
+        return replace(name, **params) if params else name
     if isinstance(name, dict):
         params = {**{k: v for k, v in name.items() if k != "name"}, **params}
         name = name.get("name", "")

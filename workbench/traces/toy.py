@@ -102,8 +102,6 @@ def generate_toy_traces(
 ) -> list[Trace]:
     """Sample ``model`` on toy ``problems``; traces segmented by line and labelled by the checker."""
     by_id = {p.problem_id: p for p in problems}
-    if len(by_id) != len(problems):
-        raise ValueError("problems: problem ids must be unique (trace ids are built from them)")
     return generate_traces(
         model,
         [p.prompt for p in problems],

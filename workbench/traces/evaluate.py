@@ -1,0 +1,135 @@
+"""Checking label sources against ground truth: ROC-AUC, rollout agreement, the step-potential trend.
+
+On the toy task the checker is ground truth, so the model-based label sources can be measured:
+
+- :func:`rollout_agreement`: does the rollout soft label (Math-Shepherd) separate viable from dead prefixes?
+  ROC-AUC against the checker's ``prefix_correct`` (path viability, what rollouts estimate) and against the
+  step's own ``correct``, plus the mean soft label after an uncorrected error and on correct prefixes of
+  solved problems (expected near 0 and near 1).
+- :func:`potential_trend`: does SPAE's Φ rise over the steps of correctly solved traces? Spearman correlation
+  of Φ with the step index per trace (mean over traces), the share of traces whose last Φ exceeds the first,
+  and mean Φ by relative position (first/middle/last third).
+
+Both read labels already joined into the traces (:func:`workbench.traces.labels.join_labels`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from workbench.traces.types import Trace
+
+__all__ = ["roc_auc", "spearman", "RolloutAgreement", "rollout_agreement", "PotentialTrend", "potential_trend"]
+
+
+def _ranks(values: Sequence[float]) -> torch.Tensor:
+    """1-based ranks with ties averaged."""
+    x = torch.as_tensor(values, dtype=torch.float64)
+    order = torch.argsort(x, stable=True)
+    ranks = torch.empty_like(x)
+    ranks[order] = torch.arange(1, len(x) + 1, dtype=torch.float64)
+    for v in torch.unique(x):
+        tied = x == v
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve (Mann-Whitney U with ties counted half); NaN when one class is absent."""
+    y = torch.as_tensor([bool(v) for v in labels])
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = _ranks(scores)
+    return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation; NaN when either side is constant."""
+    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = float(ra.norm() * rb.norm())
+    return float((ra * rb).sum()) / denom if denom > 0 else float("nan")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutAgreement:
+    """How well rollout soft labels agree with the checker."""
+
+    auc_prefix_correct: float
+    """ROC-AUC of ``rollout_soft`` against the checker's path viability (``prefix_correct``)."""
+    auc_correct: float
+    """ROC-AUC of ``rollout_soft`` against the step's own correctness (``correct``)."""
+    mean_soft_after_error: float
+    """Mean soft label on steps after an uncorrected error (the error step itself excluded)."""
+    mean_soft_solved_correct: float
+    """Mean soft label on correct prefixes of correctly solved traces."""
+    n_steps: int
+    """Steps evaluated."""
+    n_after_error: int
+    """Steps in the after-error group."""
+
+
+def rollout_agreement(traces: Sequence[Trace]) -> RolloutAgreement:
+    """Compare ``rollout_soft`` with the checker's ``prefix_correct``/``correct`` labels on toy traces."""
+    soft, viable, correct, after_error, solved = [], [], [], [], []
+    for t in traces:
+        dead_before = False  # an uncorrected error happened at an earlier step
+        for s in t.steps:
+            soft.append(s.labels["rollout_soft"])
+            viable.append(s.labels["prefix_correct"])
+            correct.append(s.labels["correct"])
+            if dead_before and not s.labels["prefix_correct"]:
+                after_error.append(s.labels["rollout_soft"])
+            if t.answer_correct and s.labels["prefix_correct"]:
+                solved.append(s.labels["rollout_soft"])
+            dead_before = not s.labels["prefix_correct"]
+    return RolloutAgreement(
+        auc_prefix_correct=roc_auc(soft, viable),
+        auc_correct=roc_auc(soft, correct),
+        mean_soft_after_error=_mean(after_error),
+        mean_soft_solved_correct=_mean(solved),
+        n_steps=len(soft),
+        n_after_error=len(after_error),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PotentialTrend:
+    """How Φ evolves over the steps of correctly solved traces."""
+
+    mean_spearman: float
+    """Mean over traces of the Spearman correlation between step index and Φ (constant-Φ traces skipped)."""
+    frac_rising: float
+    """Share of traces whose Φ at the last step exceeds Φ at the first."""
+    mean_phi_by_third: tuple[float, float, float]
+    """Mean Φ of steps in the first, middle and last third of their trace."""
+    n_traces: int
+    """Correctly solved traces with at least two steps."""
+
+
+def potential_trend(traces: Sequence[Trace]) -> PotentialTrend:
+    """Summarise ``spae_phi`` over the steps of correctly solved traces (at least two steps)."""
+    rhos, rising, thirds = [], [], ([], [], [])
+    solved = [t for t in traces if t.answer_correct and len(t.steps) >= 2]
+    for t in solved:
+        phi = [s.labels["spae_phi"] for s in t.steps]
+        rho = spearman(list(range(len(phi))), phi)
+        if rho == rho:  # not NaN
+            rhos.append(rho)
+        rising.append(phi[-1] > phi[0])
+        for i, p in enumerate(phi):
+            thirds[min(2, 3 * i // len(phi))].append(p)
+    return PotentialTrend(
+        mean_spearman=_mean(rhos),
+        frac_rising=_mean(rising),
+        mean_phi_by_third=tuple(_mean(x) for x in thirds),
+        n_traces=len(solved),
+    )
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values)) if values else float("nan")
