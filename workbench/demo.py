@@ -3,18 +3,24 @@
     python -m workbench.demo [--n 64] [--out artifacts/runs/demo]
 
 Loads the embedded model (no download), samples traces for held-out problems, cuts them into steps,
-labels every step with the checker, and prints what the model did: accuracy, wrong steps, corrections,
-and one trace step by step with its labels and boundary tokens.
+labels every step with the checker, captures every step's residual-stream vectors into a step-activation
+store, and prints what the model did (accuracy, wrong steps, corrections, one trace step by step) and how
+far apart correct and wrong steps lie at each layer.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
+import torch
+
+from workbench.capture import CaptureConfig, capture
 from workbench.models import load_model
+from workbench.store import open_store
 from workbench.toy import TaskConfig
 from workbench.toy.evaluate import generate_completions, heldout_problems
 from workbench.traces import Trace, trace_from_text
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> list[Trace]:
     parser.add_argument("--n", type=int, default=64, help="problems to sample (64)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
     parser.add_argument("--model", default=None, help="model folder (default: the embedded model)")
+    parser.add_argument("--out", default=None, help="store folder (default: <runs>/demo-store, replaced)")
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error(f"--n={args.n}: sample at least one problem")
@@ -85,7 +92,26 @@ def main(argv: list[str] | None = None) -> list[Trace]:
         next((t for t in traces if not t.answer_correct), traces[0]),
     )
     print(_show(interesting))
+    _capture_and_compare(traces, model, Path(args.out) if args.out else runs_dir() / "demo-store")
     return traces
+
+
+def _capture_and_compare(traces: list[Trace], model, out: Path) -> None:
+    """Capture boundary-token vectors of every layer, then compare correct and wrong steps per layer."""
+    if out.exists():
+        shutil.rmtree(out)  # the demo always starts fresh; real runs append and resume
+    hooks = tuple(f"blocks.{i}.hook_resid_post" for i in range(model.n_layers))
+    result = capture(traces, model, out, CaptureConfig(hooks=hooks, poolings=("boundary", "mean")))
+    store = open_store(out)
+    captured = store.index[store.index["status"] == "captured"]
+    print(f"store: {out} ({result.steps} steps, {len(store.keys)} tensor keys, {result.seconds:.1f} s)")
+    correct = torch.tensor(captured["label_correct"].astype(bool).to_numpy())
+    if correct.all() or not correct.any():
+        return
+    for hook in hooks:
+        x = store.tensors(hook, "boundary", rows=captured["row"].to_numpy()).float()
+        gap = (x[correct].mean(0) - x[~correct].mean(0)).norm() / x.std(0).norm()
+        print(f"  {hook}: mean correct vs mean wrong step vector, distance {gap:.3f} (in units of spread)")
 
 
 if __name__ == "__main__":

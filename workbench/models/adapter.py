@@ -113,7 +113,7 @@ class WorkbenchModel:
         with hookpoints.attach(self._layout, fwd_hooks):
             yield self
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: its tensors cannot enter autograd later (gradient steering)
     def forward(
         self,
         input_ids: Int[Tensor, "batch pos"],
@@ -142,7 +142,7 @@ class WorkbenchModel:
             handle.remove()
         return None
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def generate(
         self, input_ids: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"], **kwargs
     ) -> Int[Tensor, "batch total"]:
