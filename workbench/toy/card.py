@@ -24,6 +24,16 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _total_seconds(history: list[dict]) -> int:
+    """Wall time over all runs: ``elapsed_s`` restarts from zero when a run resumes."""
+    total, prev = 0.0, 0.0
+    for h in history:
+        if h["elapsed_s"] < prev:
+            total += prev
+        prev = h["elapsed_s"]
+    return round(total + prev)
+
+
 def _eval_section(ev: dict) -> list[str]:
     rows = [
         "| set | traces | final-answer accuracy | fresh wrong-step rate | wrong steps corrected by `wait` "
@@ -83,8 +93,15 @@ def write_model_card(model_dir: str | os.PathLike) -> Path:
         f"p_correct {task['p_correct']}, p_check {task['p_check']}",
         f"- Optimiser: AdamW lr {cfg['lr']} ({cfg['warmup']} warm-up steps, cosine to 10%), batch {cfg['batch_size']}, "
         f"grad clip {cfg['grad_clip']}; loss on chain-of-thought tokens only",
-        f"- Steps: {last.get('step', '?')}; wall time {last.get('elapsed_s', '?')} s on {train.get('machine', '?')}; "
-        f"final chain-of-thought loss (EMA) {last.get('loss_ema', '?')}",
+        f"- Steps: {last.get('step', '?')}; wall time {_total_seconds(train['history'])} s on "
+        f"{train.get('machine', '?')}; final chain-of-thought loss (EMA) {last.get('loss_ema', '?')}",
+        "",
+        "Greedy accuracy on 128 held-out problems during training (a resumed run restarts the clock and "
+        "recomputes the cosine schedule over its new step count):",
+        "",
+        "| step | loss (EMA) | greedy accuracy | seconds into the run |",
+        "|---|---|---|---|",
+        *[f"| {h['step']} | {h['loss_ema']} | {_pct(h['greedy_acc'])} | {h['elapsed_s']} |" for h in train["history"]],
         "",
     ]
     ev_path = model_dir / "evaluation.json"
