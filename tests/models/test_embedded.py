@@ -29,8 +29,10 @@ def test_heldout_batch_accuracy_matches_the_card(embedded):
     assert abs(stats.accuracy - expected) <= tolerance, (stats.accuracy, expected)
 
 
-@pytest.mark.skip(reason="quarantined: the CPU-trained model misses the >=90% greedy and <=25% wrong-step bars; "
-                         "see tests/QUARANTINES.md")
+@pytest.mark.skip(
+    reason="quarantined: the CPU-trained model misses the >=90% greedy and <=25% wrong-step bars; "
+    "see tests/QUARANTINES.md"
+)
 def test_card_meets_the_required_properties():
     ev = card()
     assert ev["greedy_in_distribution"]["accuracy"] >= 0.90

@@ -92,8 +92,13 @@ def _judge_line(line: str, problem: Problem, believed: dict[str, int], ops: dict
     if m := _COMPUTE.match(line):
         var, left, op, right, result_var = m.group(1), m.group(2), m.group(4), m.group(5), m.group(7)
         value = int(m.group(8))
-        if (var not in truth or result_var != var or left not in believed or right not in believed
-                or ops.get(var) != (left, op, right)):
+        if (
+            var not in truth
+            or result_var != var
+            or left not in believed
+            or right not in believed
+            or ops.get(var) != (left, op, right)
+        ):
             return "garbled", var, value, False, False
         logical = value == apply_op(believed[left], op, believed[right], mod)
         believed[var] = value
