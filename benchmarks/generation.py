@@ -6,7 +6,8 @@ Three ways to sample the same toy prompts with the same settings (temperature 1,
 
 - ``workbench``: :func:`workbench.traces.generate_toy_traces` — batched sampling, then segmentation, token
   alignment and checker labels for every trace (everything a researcher gets back);
-- ``plain HF``: tokenise (left padding), ``model.generate`` at the same batch size, ``batch_decode``;
+- ``plain HF``: tokenise (left padding), ``model.generate`` at the same batch size, ``batch_decode``; once in
+  the given order and once with the prompts sorted by length as the workbench batches them;
 - ``one at a time``: the workbench path with batch size 1 (a loop over traces), on ``--single`` prompts.
 
 Throughput counts generated tokens up to and including end-of-sequence (padding after a finished row is
@@ -112,6 +113,7 @@ def render(results: list[Measurement], args, model, note: str) -> str:
     )
     wb = next(m for m in results if m.name == "workbench").tokens_per_s
     single = next(m for m in results if m.name == "one at a time").tokens_per_s
+    plain_sorted = next(m for m in results if m.name.startswith("plain HF, prompts sorted")).tokens_per_s
     return f"""# Generation throughput: workbench vs plain Hugging Face `generate`
 
 - date: {datetime.date.today().isoformat()}
@@ -119,7 +121,7 @@ def render(results: list[Measurement], args, model, note: str) -> str:
 - model: `{model.resolved.path.name}` ({model.config.num_hidden_layers} layers, d_model {model.d_model}, \
 {model.dtype}, device {model.device}), weights sha256 `{model.weights_sha256[:12]}`
 - command: `python benchmarks/generation.py --n {args.n} --batch-size {args.batch_size} --single {args.single} \
---repeats {args.repeats}`
+--repeats {args.repeats}{f" --threads {args.threads}" if args.threads else ""}`
 - settings: {args.n} toy prompts (2-5 statements), temperature 1.0, top-p 1.0, max_new_tokens {args.max_new_tokens}, \
 seed 0, KV cache on; median of {args.repeats} interleaved runs after a warm-up
 - {note}
@@ -128,11 +130,14 @@ seed 0, KV cache on; median of {args.repeats} interleaved runs after a warm-up
 |---|---:|---:|---:|---:|---:|
 {rows}
 
-Workbench / plain HF at batch {args.batch_size}: **{wb / plain:.2f}×** (goal ≥ 0.8×).
+Workbench / plain HF at batch {args.batch_size}: **{wb / plain:.2f}×** (goal ≥ 0.8×); against plain HF on the
+same length-sorted batches: **{wb / plain_sorted:.2f}×**.
 Batched workbench / one trace at a time: **{wb / single:.1f}×**.
 
 The workbench figure includes segmentation, token alignment and checker labels of every trace; plain HF
-only tokenises, generates and decodes. Sampled lengths differ between methods (batch composition changes
+only tokenises, generates and decodes. The workbench sorts prompts by token length before batching (less
+padding, and rows of a batch tend to finish together), so the row with plain HF on length-sorted prompts
+isolates the workbench's own overhead. Sampled lengths differ between methods (batch composition changes
 the random stream), so compare tokens/s, not seconds.
 """
 
@@ -154,9 +159,11 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
     model = load_model(args.model)
     problems = heldout_problems(TaskConfig(), args.n, seed=30_000)
     cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=1.0, batch_size=args.batch_size)
+    sorted_prompts = sorted((p.prompt for p in problems), key=lambda s: len(model.tokenizer(s)["input_ids"]))
     runs = {
         "workbench": (lambda: workbench(model, problems, cfg), args.n),
         "plain HF": (lambda: plain_hf(model, [p.prompt for p in problems], cfg), args.n),
+        "plain HF, prompts sorted by length": (lambda: plain_hf(model, sorted_prompts, cfg), args.n),
         "one at a time": (
             lambda: workbench(model, problems[: args.single], replace(cfg, batch_size=1)),
             args.single,

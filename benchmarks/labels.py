@@ -65,8 +65,8 @@ def section(name: str, traces: list) -> str:
     a, p = rollout_agreement(traces), potential_trend(traces)
     solved = sum(bool(t.answer_correct) for t in traces)
     return (
-        f"| {name} | {len(traces)} ({solved} solved) | {a.n_steps} | {fmt(a.auc_prefix_correct)} | "
-        f"{fmt(a.auc_correct)} | {fmt(a.mean_soft_after_error)} (n={a.n_after_error}) | "
+        f"| {name} | {len(traces)} ({solved} solved) | {a.n_steps} | **{fmt(a.auc_viable)}** | "
+        f"{fmt(a.auc_prefix_correct)} | {fmt(a.auc_correct)} | {fmt(a.mean_soft_after_error)} (n={a.n_after_error}) | "
         f"{fmt(a.mean_soft_solved_correct)} | {fmt(p.mean_spearman)} | {fmt(p.frac_rising)} | "
         f"{' → '.join(fmt(x) for x in p.mean_phi_by_third)} |"
     )
@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> str:
     ]
     labelled = {t.trace_id: t for t in join_labels(everything, *tables)}
     rows = [section(name, [labelled[t.trace_id] for t in ts if t.steps]) for name, ts in sets.items()]
+    in_dist = [labelled[t.trace_id] for name, ts in sets.items() if "7-9" not in name for t in ts if t.steps]
+    rows.append(section("in distribution (sampled 2-5 + injected)", in_dist))
     rows.append(section("all", list(labelled.values())))
     cpu = f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
     text = f"""# Step labels against the checker (embedded model)
@@ -104,15 +106,19 @@ def main(argv: list[str] | None = None) -> str:
 - rollouts: {args.rollouts} per step prefix, temperature 1.0, max_new_tokens 240, answer read by `ans=(\\d+)`
 - forced answer (SPAE): {asdict(potential_cfg) | {"answer": "cue 'ans=', terminator newline"}}
 
-| set | traces | steps | AUC soft vs prefix_correct | AUC soft vs correct | mean soft after uncorrected error \
-| mean soft on correct prefixes of solved | Φ Spearman with step (solved) | share of solved traces with Φ last > first \
-| mean Φ by third of trace (solved) |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| set | traces | steps | AUC soft vs viable | AUC soft vs prefix_correct | AUC soft vs correct \
+| mean soft on dead paths | mean soft on correct prefixes of solved | Φ Spearman with step (solved) \
+| share of solved traces with Φ last > first | mean Φ by third of trace (solved) |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 {chr(10).join(rows)}
 
-`prefix_correct` is the checker's path viability (no uncorrected error so far; on the answer line, the answer
-is right), which is what rollouts estimate; `correct` is the step's own value. A wrong step that the model
-corrects on the next line keeps a high soft label, by design of Math-Shepherd labels.
+Checker labels: `viable` = no uncorrected error in a value the answer depends on (what rollouts estimate);
+`prefix_correct` = no uncorrected error at all; `correct` = the step's own value; on the answer line all
+three are the answer's correctness. "Dead paths" are steps that are not viable after a step that was not
+viable either (the error was not corrected). A wrong step that the model corrects on the next line keeps
+a high soft label, by design of Math-Shepherd labels. Soft labels estimate *this model's* chance of
+finishing right: on programs longer than any in training the model rarely solves anything, so soft labels
+are low even on viable prefixes and the AUC there says little about the labels.
 """
     atomic_write_bytes(args.out, text.encode())
     print(text)

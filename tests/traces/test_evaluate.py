@@ -44,7 +44,7 @@ def test_rollout_agreement_and_potential_trend_on_hand_labelled_traces():
     table = {StepKey(tid, i): {"rollout_soft": soft[tid][i], "spae_phi": phi[tid][i]} for tid in soft for i in range(4)}
     traces = join_labels([solved, dead], table)
     agreement = rollout_agreement(traces)
-    assert agreement.auc_prefix_correct == 1.0  # every viable prefix scores above every dead one
+    assert agreement.auc_viable == agreement.auc_prefix_correct == 1.0  # every viable prefix scores above dead ones
     assert agreement.n_after_error == 3 and agreement.mean_soft_after_error == pytest.approx(0.25 / 3)
     assert agreement.mean_soft_solved_correct == pytest.approx(3.9 / 4)
     trend = potential_trend(traces)

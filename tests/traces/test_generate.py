@@ -81,7 +81,9 @@ def test_toy_traces_are_labelled_by_the_checker_and_show_a_progress_bar(tiny_mod
     assert [t.gold_answer for t in traces] == [str(p.answer) for p in problems]
     for t in traces:
         assert t.answer_correct is not None
-        assert all({"kind", "correct", "logical", "first_error", "prefix_correct"} <= set(s.labels) for s in t.steps)
+        assert all(
+            {"kind", "correct", "logical", "first_error", "prefix_correct", "viable"} <= set(s.labels) for s in t.steps
+        )
     with pytest.raises(ValueError, match="problem_ids: ids must be unique"):
         generate_toy_traces(tiny_model, problems[:1] * 2, progress=False)
 

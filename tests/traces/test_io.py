@@ -138,7 +138,7 @@ def test_dataframe_has_one_row_per_step_with_label_columns(char_tokenizer):
         step.text,
         step.token_start,
     )
-    assert {"correct", "logical", "first_error", "prefix_correct", "label_kind"} <= set(df.columns)
+    assert {"correct", "logical", "first_error", "prefix_correct", "viable", "label_kind"} <= set(df.columns)
     assert df.groupby("trace_id").size().to_dict() == {t.trace_id: len(t.steps) for t in batch}
     assert df["n_steps"].tolist() == [len(t.steps) for t in batch for _ in t.steps]
     assert list(to_dataframe([]).columns)[:3] == ["trace_id", "problem_id", "step_index"]

@@ -31,13 +31,18 @@ def prose(completion: str, trace_id: str = "r") -> Trace:
     return segment_trace(Trace(trace_id=trace_id, problem_id="q", prompt="", completion=completion), "double_newline")
 
 
-def test_prefix_correct_is_path_viability():
+def test_prefix_correct_and_viable_track_uncorrected_errors():
     corrected = toy("n=i68+c71=n40\nwait n39\ny=c71+n39=y10\ncheck y11\nd=b48+n39=d87\nans=87\n")
     assert [s.labels["correct"] for s in corrected.steps] == [False, True, True, False, True, True]
     assert [s.labels["prefix_correct"] for s in corrected.steps] == [False, True, True, True, True, True]
     propagated = toy("n=i68+c71=n40\ny=c71+n40=y11\nd=b48+n40=d88\nans=88\n")
     assert [s.labels["prefix_correct"] for s in propagated.steps] == [False] * 4
+    assert [s.labels["viable"] for s in propagated.steps] == [False] * 4
     assert [s.labels["logical"] for s in propagated.steps] == [False, True, True, True]
+    # d = b + n never reads y: a wrong y is an uncorrected error, yet the path stays viable.
+    harmless = toy("n=i68+c71=n39\ny=c71+n39=y11\nd=b48+n39=d87\nans=87\n")
+    assert [s.labels["prefix_correct"] for s in harmless.steps] == [True, False, False, True]
+    assert [s.labels["viable"] for s in harmless.steps] == [True] * 4
 
 
 def test_checker_labels_table_matches_the_labelled_traces():
@@ -50,6 +55,7 @@ def test_checker_labels_table_matches_the_labelled_traces():
         "logical": False,
         "first_error": True,
         "prefix_correct": False,
+        "viable": True,
     }
     assert join_labels([bare], table) == [t]
 

@@ -6,6 +6,7 @@ Importing the package registers every segmenter (:mod:`workbench.traces.segmente
 from workbench.traces import segmenters as _segmenters  # noqa: F401  (registers the segmenters)
 from workbench.traces.align import align_trace, token_offsets
 from workbench.traces.answers import TOY_ANSWER, AnswerFormat
+from workbench.traces.evaluate import PotentialTrend, RolloutAgreement, potential_trend, roc_auc, rollout_agreement
 from workbench.traces.generate import Completion, GenerationConfig, generate_traces, sample_completions
 from workbench.traces.importers import import_completions, import_processbench, import_rated_steps
 from workbench.traces.io import (
@@ -88,4 +89,9 @@ __all__ = [
     "LocalModelJudge",
     "CheckerJudge",
     "judge_labels",
+    "roc_auc",
+    "RolloutAgreement",
+    "rollout_agreement",
+    "PotentialTrend",
+    "potential_trend",
 ]

@@ -3,9 +3,10 @@
 On the toy task the checker is ground truth, so the model-based label sources can be measured:
 
 - :func:`rollout_agreement`: does the rollout soft label (Math-Shepherd) separate viable from dead prefixes?
-  ROC-AUC against the checker's ``prefix_correct`` (path viability, what rollouts estimate) and against the
-  step's own ``correct``, plus the mean soft label after an uncorrected error and on correct prefixes of
-  solved problems (expected near 0 and near 1).
+  ROC-AUC against the checker's ``viable`` (no uncorrected error in a value the answer depends on: what
+  rollouts estimate), ``prefix_correct`` (no uncorrected error at all) and the step's own ``correct``, plus
+  the mean soft label on dead paths after an error (expected near 0) and on correct prefixes of solved
+  problems (expected near the model's own success rate, near 1 for a strong model).
 - :func:`potential_trend`: does SPAE's Φ rise over the steps of correctly solved traces? Spearman correlation
   of Φ with the step index per trace (mean over traces), the share of traces whose last Φ exceeds the first,
   and mean Φ by relative position (first/middle/last third).
@@ -59,14 +60,16 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 class RolloutAgreement:
     """How well rollout soft labels agree with the checker."""
 
+    auc_viable: float
+    """ROC-AUC of ``rollout_soft`` against the checker's ``viable`` (the headline number)."""
     auc_prefix_correct: float
-    """ROC-AUC of ``rollout_soft`` against the checker's path viability (``prefix_correct``)."""
+    """ROC-AUC of ``rollout_soft`` against ``prefix_correct`` (any uncorrected error counts)."""
     auc_correct: float
     """ROC-AUC of ``rollout_soft`` against the step's own correctness (``correct``)."""
     mean_soft_after_error: float
-    """Mean soft label on steps after an uncorrected error (the error step itself excluded)."""
+    """Mean soft label on steps of a dead path (not viable, and the step before was not viable either)."""
     mean_soft_solved_correct: float
-    """Mean soft label on correct prefixes of correctly solved traces."""
+    """Mean soft label on correct prefixes (``prefix_correct``) of correctly solved traces."""
     n_steps: int
     """Steps evaluated."""
     n_after_error: int
@@ -74,25 +77,27 @@ class RolloutAgreement:
 
 
 def rollout_agreement(traces: Sequence[Trace]) -> RolloutAgreement:
-    """Compare ``rollout_soft`` with the checker's ``prefix_correct``/``correct`` labels on toy traces."""
-    soft, viable, correct, after_error, solved = [], [], [], [], []
+    """Compare ``rollout_soft`` with the checker's ``viable``/``prefix_correct``/``correct`` labels on toy traces."""
+    cols: dict[str, list] = {"soft": [], "viable": [], "prefix_correct": [], "correct": []}
+    after_error, solved = [], []
     for t in traces:
-        dead_before = False  # an uncorrected error happened at an earlier step
+        dead_before = False  # the path was already dead after the previous step
         for s in t.steps:
-            soft.append(s.labels["rollout_soft"])
-            viable.append(s.labels["prefix_correct"])
-            correct.append(s.labels["correct"])
-            if dead_before and not s.labels["prefix_correct"]:
-                after_error.append(s.labels["rollout_soft"])
-            if t.answer_correct and s.labels["prefix_correct"]:
-                solved.append(s.labels["rollout_soft"])
-            dead_before = not s.labels["prefix_correct"]
+            lab = s.labels
+            for name in cols:
+                cols[name].append(lab["rollout_soft"] if name == "soft" else lab[name])
+            if dead_before and not lab["viable"]:
+                after_error.append(lab["rollout_soft"])
+            if t.answer_correct and lab["prefix_correct"]:
+                solved.append(lab["rollout_soft"])
+            dead_before = not lab["viable"]
     return RolloutAgreement(
-        auc_prefix_correct=roc_auc(soft, viable),
-        auc_correct=roc_auc(soft, correct),
+        auc_viable=roc_auc(cols["soft"], cols["viable"]),
+        auc_prefix_correct=roc_auc(cols["soft"], cols["prefix_correct"]),
+        auc_correct=roc_auc(cols["soft"], cols["correct"]),
         mean_soft_after_error=_mean(after_error),
         mean_soft_solved_correct=_mean(solved),
-        n_steps=len(soft),
+        n_steps=len(cols["soft"]),
         n_after_error=len(after_error),
     )
 

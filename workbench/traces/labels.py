@@ -138,6 +138,6 @@ def keyword_labels(traces: Sequence[Trace], config: KeywordConfig = KeywordConfi
 
 
 def checker_labels(traces: Sequence[Trace]) -> StepLabels:
-    """The toy checker's labels (kind, correct, logical, first_error, prefix_correct) as a table."""
+    """The toy checker's labels (kind, correct, logical, first_error, prefix_correct, viable) as a table."""
     labelled = [label_with_checker(t) for t in unique_traces(traces)]
-    return labels_of(labelled, ["kind", "correct", "logical", "first_error", "prefix_correct"])
+    return labels_of(labelled, ["kind", "correct", "logical", "first_error", "prefix_correct", "viable"])

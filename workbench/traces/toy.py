@@ -1,13 +1,16 @@
 """Toy-task traces: turn task samples or model outputs into segmented traces labelled by the checker.
 
 The checker (``workbench.toy.checker``) is the ground truth of the embedded model's task; this module is
-its label source for traces: it writes ``kind``, ``correct``, ``logical``, ``first_error`` and
-``prefix_correct`` into each step's labels and ``answer``/``answer_correct`` into the trace.
+its label source for traces: it writes ``kind``, ``correct``, ``logical``, ``first_error``,
+``prefix_correct`` and ``viable`` into each step's labels and ``answer``/``answer_correct`` into the trace.
 
-``prefix_correct`` is the checker's view of *path viability* (what Math-Shepherd rollouts estimate): after
-this step every value the trace believes is the true one, i.e. no error is left uncorrected (an error step
-followed by its ``wait`` correction is not viable, the ``wait`` step is again); on the answer line it is
-the answer's correctness. ``check`` and garbled lines change no belief.
+Two path labels (on the answer line both are the answer's correctness; ``check`` and garbled lines change
+no belief):
+
+- ``prefix_correct``: after this step every value the trace believes is the true one — no error is left
+  uncorrected (an error step followed by its ``wait`` correction is not, the ``wait`` step is again);
+- ``viable``: no uncorrected error in a value the *answer depends on* — the checker's view of what
+  Math-Shepherd rollouts estimate (a wrong value the query never uses does not doom the trace).
 
 :func:`generate_toy_traces` samples the model on toy problems and labels the traces with the checker.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from typing import NamedTuple
 
 from workbench.toy.checker import StepLabel, check_trace, parse_prompt
 from workbench.toy.task import Problem, Sample
@@ -23,24 +27,50 @@ from workbench.traces.generate import GenerationConfig, generate_traces
 from workbench.traces.segment import segment_trace
 from workbench.traces.types import Trace
 
-__all__ = ["trace_from_text", "traces_from_samples", "label_with_checker", "prefix_correct", "generate_toy_traces"]
+__all__ = [
+    "trace_from_text",
+    "traces_from_samples",
+    "label_with_checker",
+    "prefix_labels",
+    "PrefixLabels",
+    "answer_dependencies",
+    "generate_toy_traces",
+]
 
 TOY_GENERATION = GenerationConfig(max_new_tokens=160, temperature=1.0)
 """Default sampling for toy prompts (long enough for 5 statements with corrections and checks)."""
 
 
-def prefix_correct(problem: Problem, steps: Sequence[StepLabel]) -> list[bool]:
-    """Per step: no uncorrected error so far (every believed value is true); the answer: it is right."""
+class PrefixLabels(NamedTuple):
+    """The checker's two path labels of every step of a trace."""
+
+    prefix_correct: list[bool]
+    """No uncorrected error so far: every value the trace believes is true (the answer line: it is right)."""
+    viable: list[bool]
+    """No uncorrected error in a value the answer depends on (the answer line: it is right)."""
+
+
+def answer_dependencies(problem: Problem) -> set[str]:
+    """The queried variable and every variable it is computed from, transitively."""
+    need = {problem.query}
+    for st in reversed(problem.program):
+        if st.target in need:
+            need |= {st.left, st.right}
+    return need
+
+
+def prefix_labels(problem: Problem, steps: Sequence[StepLabel]) -> PrefixLabels:
+    """``prefix_correct`` and ``viable`` per step from the checker's step verdicts."""
+    need = answer_dependencies(problem)
     believed: dict[str, int] = {}
-    out = []
+    correct, viable = [], []
     for lab in steps:
         if lab.kind in ("compute", "wait") and lab.variable is not None:
             believed[lab.variable] = lab.value
-        if lab.kind == "answer":
-            out.append(lab.correct)
-        else:
-            out.append(all(problem.values.get(v) == x for v, x in believed.items()))
-    return out
+        wrong = {v for v, x in believed.items() if problem.values.get(v) != x}
+        correct.append(lab.correct if lab.kind == "answer" else not wrong)
+        viable.append(lab.correct if lab.kind == "answer" else not wrong & need)
+    return PrefixLabels(correct, viable)
 
 
 def label_with_checker(trace: Trace, problem: Problem | None = None) -> Trace:
@@ -52,14 +82,12 @@ def label_with_checker(trace: Trace, problem: Problem | None = None) -> Trace:
             f"Trace {trace.trace_id}: the checker sees {len(verdict.steps)} lines but the trace has "
             f"{len(trace.steps)} steps; segment toy traces with segmenter='newline'"
         )
-    viable = prefix_correct(problem, verdict.steps)
+    paths = prefix_labels(problem, verdict.steps)
     steps = []
-    for step, lab, ok in zip(trace.steps, verdict.steps, viable, strict=True):
-        steps.append(
-            replace(step, kind=lab.kind).with_labels(
-                kind=lab.kind, correct=lab.correct, logical=lab.logical, first_error=lab.first_error, prefix_correct=ok
-            )
-        )
+    for i, (step, lab) in enumerate(zip(trace.steps, verdict.steps, strict=True)):
+        labels = {"kind": lab.kind, "correct": lab.correct, "logical": lab.logical, "first_error": lab.first_error}
+        labels |= {"prefix_correct": paths.prefix_correct[i], "viable": paths.viable[i]}
+        steps.append(replace(step, kind=lab.kind).with_labels(**labels))
     answer = None if verdict.answer is None else str(verdict.answer)
     return replace(
         trace, steps=tuple(steps), answer=answer, answer_correct=verdict.answer_correct, gold_answer=str(problem.answer)
