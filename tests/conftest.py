@@ -26,30 +26,20 @@ def make_tiny_model_dir(
         "eos_token_id": tok.eos_token_id,
     }
     torch.manual_seed(seed)
+    # Qwen2 and Llama take the same config fields; GPT-2 names them differently.
+    decoder = {
+        "hidden_size": d_model,
+        "intermediate_size": 2 * d_model,
+        "num_hidden_layers": n_layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+        **ids,
+    }
     if arch == "qwen2":
-        model = Qwen2ForCausalLM(
-            Qwen2Config(
-                hidden_size=d_model,
-                intermediate_size=2 * d_model,
-                num_hidden_layers=n_layers,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                max_position_embeddings=256,
-                **ids,
-            )
-        )
+        model = Qwen2ForCausalLM(Qwen2Config(**decoder))
     elif arch == "llama":
-        model = LlamaForCausalLM(
-            LlamaConfig(
-                hidden_size=d_model,
-                intermediate_size=2 * d_model,
-                num_hidden_layers=n_layers,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                max_position_embeddings=256,
-                **ids,
-            )
-        )
+        model = LlamaForCausalLM(LlamaConfig(**decoder))
     elif arch == "gpt2":
         model = GPT2LMHeadModel(GPT2Config(n_embd=d_model, n_layer=n_layers, n_head=4, n_positions=256, **ids))
     else:
