@@ -14,6 +14,7 @@ import argparse
 import os
 import shutil
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -22,8 +23,9 @@ from workbench.capture import CaptureConfig, capture
 from workbench.models import load_model
 from workbench.store import open_store
 from workbench.toy import TaskConfig
-from workbench.toy.evaluate import generate_completions, heldout_problems
-from workbench.traces import Trace, trace_from_text
+from workbench.toy.evaluate import heldout_problems
+from workbench.traces import Trace, generate_toy_traces
+from workbench.traces.toy import TOY_GENERATION
 
 __all__ = ["main", "runs_dir"]
 
@@ -72,20 +74,7 @@ def main(argv: list[str] | None = None) -> list[Trace]:
         f" {model.device}, {str(model.dtype).removeprefix('torch.')})"
     )
     problems = heldout_problems(TaskConfig(), args.n)
-    completions = generate_completions(
-        model.hf_model, model.tokenizer, [p.prompt for p in problems], temperature=1.0, seed=args.seed
-    )
-    traces = [
-        trace_from_text(
-            p,
-            c,
-            trace_id=f"{p.problem_id}/s{args.seed}",
-            tokenizer=model.tokenizer,
-            n_ctx=model.n_ctx,
-            generation={"temperature": 1.0, "seed": args.seed},
-        )
-        for p, c in zip(problems, completions, strict=True)
-    ]
+    traces = generate_toy_traces(model, problems, config=replace(TOY_GENERATION, seed=args.seed))
     print(_summary(traces))
     interesting = next(
         (t for t in traces if any(s.kind == "wait" for s in t.steps)),
