@@ -22,7 +22,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import sys
 import time
@@ -35,6 +34,7 @@ from tqdm.auto import tqdm
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from workbench.toy.card import write_json_atomic, write_model_card
+from workbench.toy.evaluate import HELDOUT_SEED, evaluate, heldout_problems
 from workbench.toy.task import TaskConfig, generate_samples
 from workbench.toy.tokenizer import build_char_tokenizer
 
@@ -146,27 +146,13 @@ def _save_checkpoint(model, opt, step: int, ckpt: Path) -> None:
     _atomic_torch_save({"optimizer": opt.state_dict(), "step": step}, ckpt / "state.pt")
 
 
-def quick_accuracy(model, tokenizer, task: TaskConfig, n: int = 128, seed: int = 10_000) -> float:
+def quick_accuracy(model, tokenizer, task: TaskConfig, n: int = 128, seed: int = HELDOUT_SEED) -> float:
     """Greedy final-answer accuracy on ``n`` clean held-out problems (a fast check used while training)."""
-    samples = generate_samples(task.clean(), n, seed=seed, prefix="eval")
-    prompts = [s.problem.prompt for s in samples]
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     model.eval()
-    with torch.no_grad():
-        out = model.generate(
-            **enc,
-            max_new_tokens=40 * task.max_statements,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    model.train()
-    texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-    hits = 0
-    for s, text in zip(samples, texts, strict=True):
-        m = re.search(r"^ans=(\d+)$", text, flags=re.M)
-        hits += bool(m) and int(m.group(1)) == s.problem.answer
-    return hits / n
+    try:
+        return evaluate(model, tokenizer, heldout_problems(task, n, seed=seed), progress=False).accuracy
+    finally:
+        model.train()
 
 
 def train(cfg: TrainConfig) -> dict:
