@@ -9,13 +9,13 @@ answer:
                  y=c71+n39=y10
                  ans=10
 
-Why values sit right after their letter (``i68``, not ``i=68`` as in ``shared/docs/embedded-model.md``):
+Why values sit right after their letter (``i68``, not ``i=68`` as in the first sketch of the task):
 reading a variable's value is then a one-hop induction look-up (find the earlier ``i`` followed by digits,
 copy them). With ``i=68`` it needs a two-hop composition, and a 1M-parameter model on 2 CPU cores stayed
 on that plateau (≈15% accuracy after 2,500 steps; arithmetic and statement copying were already right).
 
 Values live mod ``modulus``. Training data also carries *reasoning behaviours* so that the model learns
-them (see ``shared/docs/embedded-model.md``): an injected wrong result, often followed by a
+them (see ``docs/embedded-model.md``): an injected wrong result, often followed by a
 ``wait n=<right value>`` self-correction, and occasional ``check n=<value>`` verification lines.
 
 This module owns the problem format. The checker (``workbench.toy.checker``) parses it back.
@@ -51,6 +51,16 @@ class TaskConfig:
     """Chance that an injected error is followed by a ``wait v<right value>`` line."""
     p_check: float = 0.1
     """Chance of a ``check v<value>`` line after a compute step."""
+    shared_tens_share: float = 0.0
+    """Share of problems whose input values all start with one tens digit (``b63,i68,c61``); training only.
+
+    Why: a small model first learns to read a variable by a one-token induction shortcut keyed on the
+    value's first digit, copying the second digit from the most recent value that starts the same way
+    (``x14`` read as ``x19`` because ``u19`` is in the prompt). With uniform values that shortcut is right
+    often enough to plateau at about 70% accuracy; problems whose values share a tens digit punish it every
+    time, so the model has to key on the variable's letter. Evaluation problems stay uniform: ``clean()``
+    sets this back to 0. A value of 0 draws no extra random numbers, so existing seeds give the same
+    problems."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_inputs <= 10:
@@ -69,7 +79,7 @@ class TaskConfig:
             raise ValueError(f"ops={self.ops!r}: use a non-empty string of '+' and '-'")
         if not 2 <= self.modulus <= 1000:
             raise ValueError(f"modulus={self.modulus}: use a modulus between 2 and 1000")
-        for name in ("p_error", "p_correct", "p_check"):
+        for name in ("p_error", "p_correct", "p_check", "shared_tens_share"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name}={p}: a probability must lie in [0, 1]")
@@ -85,6 +95,7 @@ class TaskConfig:
             p_error=0.0,
             p_correct=0.0,
             p_check=0.0,
+            shared_tens_share=0.0,
         )
 
 
@@ -144,7 +155,12 @@ def generate_problem(rng: random.Random, cfg: TaskConfig, problem_id: str) -> Pr
     """Draw one problem: fresh letters for every variable, operands drawn from variables defined so far."""
     n_statements = rng.randint(cfg.min_statements, cfg.max_statements)
     letters = rng.sample(VARIABLE_LETTERS, cfg.n_inputs + n_statements)
-    inputs = {letter: rng.randrange(cfg.modulus) for letter in letters[: cfg.n_inputs]}
+    if cfg.shared_tens_share > 0 and cfg.modulus > 10 and rng.random() < cfg.shared_tens_share:
+        tens = rng.randrange((cfg.modulus + 9) // 10)
+        low, high = tens * 10, min(tens * 10 + 10, cfg.modulus)
+        inputs = {letter: rng.randrange(low, high) for letter in letters[: cfg.n_inputs]}
+    else:
+        inputs = {letter: rng.randrange(cfg.modulus) for letter in letters[: cfg.n_inputs]}
     values = dict(inputs)
     program = []
     for target in letters[cfg.n_inputs :]:

@@ -38,7 +38,34 @@ from workbench.toy.evaluate import HELDOUT_SEED, evaluate, heldout_problems
 from workbench.toy.task import TaskConfig, generate_samples
 from workbench.toy.tokenizer import build_char_tokenizer
 
-__all__ = ["TrainConfig", "train", "encode_batch", "main"]
+__all__ = ["Phase", "TrainConfig", "train", "encode_batch", "main"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Phase:
+    """A later training phase: more steps on a changed task, with its own warm-up and cosine schedule.
+
+    The first phase is ``TrainConfig``'s own ``steps``/``lr``/``warmup``/``task``; each ``Phase`` continues
+    from the weights and optimiser state where the previous one stopped. Used to add a phase with more
+    injected errors and self-corrections once the model reads values reliably, so that it learns to
+    notice its own mistakes."""
+
+    steps: int
+    """Optimiser steps in this phase."""
+    lr: float
+    """Peak learning rate of this phase (cosine decay to 10% of it over the phase)."""
+    warmup: int = 0
+    """Linear warm-up steps at the start of the phase."""
+    task: TaskConfig = field(default_factory=TaskConfig)
+    """The task this phase's batches are drawn from."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"Phase.steps={self.steps}: a phase needs at least one step")
+        if not 0 < self.lr < 1:
+            raise ValueError(f"Phase.lr={self.lr}: use a learning rate in (0, 1)")
+        if not 0 <= self.warmup <= self.steps:
+            raise ValueError(f"Phase.warmup={self.warmup}: use 0..steps ({self.steps})")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +106,23 @@ class TrainConfig:
     """torch CPU threads (0: torch's default)."""
     task: TaskConfig = field(default_factory=TaskConfig)
     """The task the training data is drawn from (behaviours included)."""
+    phases: tuple[Phase, ...] = ()
+    """Later phases run after the first ``steps`` (each with its own task and schedule); see ``Phase``."""
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of all phases together."""
+        return self.steps + sum(p.steps for p in self.phases)
+
+    def phase_at(self, step: int) -> tuple[int, int, float, int, TaskConfig]:
+        """``(phase start, phase steps, lr, warmup, task)`` of the phase that global ``step`` falls in."""
+        start, spec = 0, (self.steps, self.lr, self.warmup, self.task)
+        for phase in self.phases:
+            if step < start + spec[0]:
+                break
+            start += spec[0]
+            spec = (phase.steps, phase.lr, phase.warmup, phase.task)
+        return (start, *spec)
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "n_layers", "n_heads", "intermediate_size", "steps", "batch_size"):
@@ -108,10 +152,12 @@ def encode_batch(tokenizer, prompts: list[str], completions: list[str]) -> dict[
 
 
 def _lr_at(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    start, steps, lr, warmup, _ = cfg.phase_at(step)
+    local = step - start
+    if local < warmup:
+        return lr * (local + 1) / warmup
+    progress = (local - warmup) / max(1, steps - warmup)
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def _model_config(cfg: TrainConfig, tokenizer) -> Qwen2Config:
@@ -178,9 +224,11 @@ def train(cfg: TrainConfig) -> dict:
     model.train()
     t0 = time.time()
     ema = None
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train", mininterval=10)
+    total = cfg.total_steps
+    bar = tqdm(range(start, total), initial=start, total=total, desc="train", mininterval=10)
     for step in bar:
-        samples = generate_samples(cfg.task, cfg.batch_size, seed=cfg.seed * 1_000_003 + step, prefix="t")
+        task = cfg.phase_at(step)[4]
+        samples = generate_samples(task, cfg.batch_size, seed=cfg.seed * 1_000_003 + step, prefix="t")
         batch = encode_batch(tokenizer, [s.problem.prompt for s in samples], [s.completion for s in samples])
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg)
@@ -192,9 +240,9 @@ def train(cfg: TrainConfig) -> dict:
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         bar.set_postfix(loss=f"{ema:.3f}", refresh=False)
         done = step + 1
-        if done % cfg.save_every == 0 or done == cfg.steps:
+        if done % cfg.save_every == 0 or done == total:
             _save_checkpoint(model, opt, done, ckpt)
-        if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
+        if cfg.eval_every and (done % cfg.eval_every == 0 or done == total):
             acc = quick_accuracy(model, tokenizer, cfg.task)
             history.append(
                 {"step": done, "loss_ema": round(ema, 4), "greedy_acc": acc, "elapsed_s": round(time.time() - t0, 1)}
@@ -242,7 +290,7 @@ def _parse_args(argv: list[str] | None) -> TrainConfig:
     parser = argparse.ArgumentParser(prog="python -m workbench.toy.train", description=__doc__.split("\n")[0])
     defaults = TrainConfig()
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "task":
+        if f.name in ("task", "phases"):
             continue
         parser.add_argument(
             f"--{f.name.replace('_', '-')}",
@@ -256,9 +304,32 @@ def _parse_args(argv: list[str] | None) -> TrainConfig:
             type=type(getattr(defaults.task, f.name)),
             default=getattr(defaults.task, f.name),
         )
+    parser.add_argument(
+        "--then",
+        action="append",
+        default=[],
+        metavar="STEPS,LR,WARMUP[,FIELD=VALUE...]",
+        help="add a later phase, e.g. '1500,1e-3,50,p_error=0.2,p_correct=0.9' (task fields override the "
+        "first phase's task); repeat for more phases",
+    )
     ns = vars(parser.parse_args(argv))
     task = TaskConfig(**{k[5:]: v for k, v in ns.items() if k.startswith("task_")})
-    return TrainConfig(task=task, **{k: v for k, v in ns.items() if not k.startswith("task_")})
+    phases = tuple(_parse_phase(spec, task, parser) for spec in ns.pop("then"))
+    return TrainConfig(task=task, phases=phases, **{k: v for k, v in ns.items() if not k.startswith("task_")})
+
+
+def _parse_phase(spec: str, task: TaskConfig, parser: argparse.ArgumentParser) -> Phase:
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    try:
+        steps, lr, warmup = int(parts[0]), float(parts[1]), int(parts[2])
+        overrides = {}
+        for item in parts[3:]:
+            key, value = item.split("=", 1)
+            kind = type(getattr(task, key))
+            overrides[key] = kind(value)
+        return Phase(steps=steps, lr=lr, warmup=warmup, task=dataclasses.replace(task, **overrides))
+    except (IndexError, ValueError, AttributeError, TypeError) as e:
+        parser.error(f"--then {spec!r}: expected STEPS,LR,WARMUP[,FIELD=VALUE...] with TaskConfig fields ({e})")
 
 
 def main(argv: list[str] | None = None) -> None:
