@@ -40,9 +40,9 @@ from workbench.capture.plan import plan_batches
 from workbench.capture.pooling import make_batch
 from workbench.capture.record import Recorder
 from workbench.capture.reference import naive_capture
+from workbench.labels import traces_from_samples
 from workbench.models import load_model
 from workbench.toy import TaskConfig, generate_samples
-from workbench.traces import traces_from_samples
 
 RESULTS = Path(__file__).parent / "results" / "capture.md"
 ARCHS = {

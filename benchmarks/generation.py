@@ -28,10 +28,11 @@ from pathlib import Path
 
 import torch
 
+from workbench.labels import generate_toy_traces
 from workbench.models import load_model
 from workbench.toy.evaluate import heldout_problems
 from workbench.toy.task import TaskConfig
-from workbench.traces import GenerationConfig, generate_toy_traces
+from workbench.traces import GenerationConfig
 from workbench.traces.io import atomic_write_bytes
 
 RESULTS = Path(__file__).parent / "results" / "generation.md"

@@ -24,11 +24,7 @@ from pathlib import Path
 
 import torch
 
-from workbench.models import load_model
-from workbench.toy.evaluate import heldout_problems
-from workbench.toy.task import TaskConfig, generate_samples
-from workbench.traces import (
-    GenerationConfig,
+from workbench.labels import (
     PotentialConfig,
     RolloutConfig,
     forced_answer_labels,
@@ -37,7 +33,11 @@ from workbench.traces import (
     rollout_labels,
     traces_from_samples,
 )
-from workbench.traces.evaluate import potential_trend, rollout_agreement
+from workbench.labels.agreement import potential_trend, rollout_agreement
+from workbench.models import load_model
+from workbench.toy.evaluate import heldout_problems
+from workbench.toy.task import TaskConfig, generate_samples
+from workbench.traces import GenerationConfig
 from workbench.traces.io import atomic_write_bytes
 
 RESULTS = Path(__file__).parent / "results" / "labels.md"

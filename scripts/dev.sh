@@ -37,6 +37,7 @@ case "${1:-}" in
     setup; shift
     "$VENV/bin/ruff" check workbench tests benchmarks
     "$VENV/bin/ruff" format --check workbench tests benchmarks
+    "$VENV/bin/lint-imports"
     OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} exec "$VENV/bin/python" -m pytest -q "$@" ;;
   *) echo "usage: bash scripts/dev.sh {demo|test|setup}" >&2; exit 2 ;;
 esac

@@ -95,8 +95,8 @@ def _load_traces(args: argparse.Namespace, model) -> list:
         from workbench.traces import load_traces
 
         return load_traces(args.traces)
+    from workbench.labels import traces_from_samples
     from workbench.toy import TaskConfig, generate_samples
-    from workbench.traces import traces_from_samples
 
     return traces_from_samples(generate_samples(TaskConfig(), args.toy, seed=args.toy_seed))
 

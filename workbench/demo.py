@@ -20,12 +20,13 @@ from pathlib import Path
 import torch
 
 from workbench.capture import CaptureConfig, capture
+from workbench.labels import generate_toy_traces
+from workbench.labels.checker import TOY_GENERATION
 from workbench.models import load_model
 from workbench.store import open_store
 from workbench.toy import TaskConfig
 from workbench.toy.evaluate import heldout_problems
-from workbench.traces import Trace, generate_toy_traces
-from workbench.traces.toy import TOY_GENERATION
+from workbench.traces import Trace
 
 __all__ = ["main", "runs_dir"]
 

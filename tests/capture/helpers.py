@@ -7,9 +7,9 @@ import pandas as pd
 import torch
 
 from workbench.capture.reference import ReferenceResult
+from workbench.labels import traces_from_samples
 from workbench.store import StepStore
 from workbench.toy import TaskConfig, generate_samples
-from workbench.traces import traces_from_samples
 
 
 def toy_traces(n: int, seed: int = 1):

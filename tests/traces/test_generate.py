@@ -8,8 +8,9 @@ from dataclasses import replace
 import pytest
 import torch
 
+from workbench.labels import generate_toy_traces
 from workbench.toy import TaskConfig, generate_samples
-from workbench.traces import GenerationConfig, generate_toy_traces, generate_traces, sample_completions
+from workbench.traces import GenerationConfig, generate_traces, sample_completions
 
 PROMPTS = ["a=1,b=2;c=a+b;?c\n", "x=5;?x\n", "b=48,i=68,c=71;n=i+c;y=c+n;?y\n"]
 

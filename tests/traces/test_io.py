@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.traces.conftest import completions, prompts
+from workbench.labels import traces_from_samples
 from workbench.toy import TaskConfig, generate_samples
 from workbench.traces import (
     Trace,
@@ -24,7 +25,6 @@ from workbench.traces import (
     to_dataframe,
     trace_from_dict,
     trace_to_dict,
-    traces_from_samples,
 )
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -202,7 +202,7 @@ def generate_traces(
 ) -> list[Trace]:
     """Sample completions and return them as segmented, token-aligned traces (optionally labelled).
 
-    ``label`` maps each trace to a labelled trace (e.g. :func:`workbench.traces.toy.label_with_checker`).
+    ``label`` maps each trace to a labelled trace (e.g. :func:`workbench.labels.checker.label_with_checker`).
     An empty completion gives a trace without steps (and is not labelled), not an error.
     """
     problem_ids = list(problem_ids) if problem_ids is not None else [f"prompt{i}" for i in range(len(prompts))]

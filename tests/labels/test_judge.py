@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.toy import TaskConfig, generate_samples
-from workbench.traces import (
+from workbench.labels import (
     CheckerJudge,
     JudgeVerdict,
     LocalModelJudge,
@@ -15,7 +14,8 @@ from workbench.traces import (
     judge_labels,
     traces_from_samples,
 )
-from workbench.traces.judge import judge_requests
+from workbench.labels.judge import judge_requests
+from workbench.toy import TaskConfig, generate_samples
 
 
 @pytest.fixture(scope="module")

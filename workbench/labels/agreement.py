@@ -11,7 +11,7 @@ On the toy task the checker is ground truth, so the model-based label sources ca
   of Φ with the step index per trace (mean over traces), the share of traces whose last Φ exceeds the first,
   and mean Φ by relative position (first/middle/last third).
 
-Both read labels already joined into the traces (:func:`workbench.traces.labels.join_labels`).
+Both read labels already joined into the traces (:func:`workbench.labels.table.join_labels`).
 """
 
 from __future__ import annotations
@@ -19,41 +19,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
 
 from workbench.traces.types import Trace
 
 __all__ = ["roc_auc", "spearman", "RolloutAgreement", "rollout_agreement", "PotentialTrend", "potential_trend"]
 
 
-def _ranks(values: Sequence[float]) -> torch.Tensor:
-    """1-based ranks with ties averaged."""
-    x = torch.as_tensor(values, dtype=torch.float64)
-    order = torch.argsort(x, stable=True)
-    ranks = torch.empty_like(x)
-    ranks[order] = torch.arange(1, len(x) + 1, dtype=torch.float64)
-    for v in torch.unique(x):
-        tied = x == v
-        ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
 def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """Area under the ROC curve (Mann-Whitney U with ties counted half); NaN when one class is absent."""
-    y = torch.as_tensor([bool(v) for v in labels])
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    """Area under the ROC curve (scikit-learn's, ties counted half); NaN when one class is absent."""
+    y = [bool(v) for v in labels]
+    if len(set(y)) < 2:
         return float("nan")
-    r = _ranks(scores)
-    return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(y, [float(s) for s in scores]))
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman rank correlation; NaN when either side is constant."""
-    ra, rb = _ranks(a), _ranks(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = float(ra.norm() * rb.norm())
-    return float((ra * rb).sum()) / denom if denom > 0 else float("nan")
+    """Spearman rank correlation (SciPy's); NaN when either side is constant."""
+    if len(set(a)) < 2 or len(set(b)) < 2:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,9 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from workbench.toy import TaskConfig, generate_samples
-from workbench.traces import (
-    GenerationConfig,
+from workbench.labels import (
     PotentialConfig,
     RolloutConfig,
     StepKey,
@@ -19,8 +17,10 @@ from workbench.traces import (
     step_potential,
     traces_from_samples,
 )
-from workbench.traces.potential import answer_entropy, answer_logprob
-from workbench.traces.rollouts import step_prefixes
+from workbench.labels.potential import answer_entropy, answer_logprob
+from workbench.labels.rollouts import step_prefixes
+from workbench.toy import TaskConfig, generate_samples
+from workbench.traces import GenerationConfig
 
 
 @pytest.fixture(scope="module")

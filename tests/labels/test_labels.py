@@ -6,19 +6,18 @@ from dataclasses import replace
 
 import pytest
 
-from workbench.toy import parse_prompt
-from workbench.traces import (
+from workbench.labels import (
     KeywordConfig,
     StepKey,
-    Trace,
     checker_labels,
     join_labels,
     keyword_labels,
     labels_frame,
     labels_of,
-    segment_trace,
     trace_from_text,
 )
+from workbench.toy import parse_prompt
+from workbench.traces import Trace, segment_trace
 
 PROMPT = "b48,i68,c71;n=i+c;y=c+n;d=b+n;?d\n"  # n=39, y=10, d=87
 

@@ -1,7 +1,7 @@
 """SPAE's forced-answer step potential: how sure and how right the model would be if it answered now.
 
 After each step (prompt + completion through the step's delimiter) append the task's answer cue
-(:class:`~workbench.traces.answers.AnswerFormat`, ``ans=`` for the toy task) and read:
+(:class:`~workbench.labels.answers.AnswerFormat`, ``ans=`` for the toy task) and read:
 
 - ``Acc`` = the teacher-forced probability of the gold answer tokens (plus the answer terminator, so that
   ``3`` is not credited for ``35``) — one forced forward pass per prefix, the faithful and cheap way;
@@ -25,10 +25,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from workbench.traces.answers import TOY_ANSWER, AnswerFormat
+from workbench.labels.answers import TOY_ANSWER, AnswerFormat
+from workbench.labels.rollouts import step_prefixes
+from workbench.labels.table import StepKey, StepLabels, unique_traces
 from workbench.traces.generate import left_pad, length_batches, rng_devices
-from workbench.traces.labels import StepKey, StepLabels, unique_traces
-from workbench.traces.rollouts import step_prefixes
 from workbench.traces.types import Trace
 
 __all__ = ["PotentialConfig", "step_potential", "forced_answer_labels", "answer_logprob", "answer_entropy"]

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from workbench.labels import StepKey, join_labels, trace_from_text
+from workbench.labels.agreement import potential_trend, roc_auc, rollout_agreement, spearman
 from workbench.toy import parse_prompt
-from workbench.traces import StepKey, join_labels, trace_from_text
-from workbench.traces.evaluate import potential_trend, roc_auc, rollout_agreement, spearman
 
 
 @given(st.lists(st.tuples(st.integers(0, 4), st.booleans()), min_size=1, max_size=30))

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.toy import TaskConfig, generate_samples
-from workbench.toy.evaluate import heldout_problems
-from workbench.traces import (
-    GenerationConfig,
+from workbench.labels import (
     PotentialConfig,
     RolloutConfig,
     forced_answer_labels,
@@ -20,7 +17,10 @@ from workbench.traces import (
     rollout_labels,
     traces_from_samples,
 )
-from workbench.traces.evaluate import potential_trend, rollout_agreement
+from workbench.labels.agreement import potential_trend, rollout_agreement
+from workbench.toy import TaskConfig, generate_samples
+from workbench.toy.evaluate import heldout_problems
+from workbench.traces import GenerationConfig
 
 
 def test_greedy_traces_are_mostly_right_and_fully_labelled(embedded):

@@ -6,16 +6,8 @@ import json
 
 import pytest
 
-from workbench.traces import (
-    TraceFormatError,
-    import_completions,
-    import_processbench,
-    import_rated_steps,
-    load_jsonl,
-    load_parquet,
-    save_jsonl,
-    save_parquet,
-)
+from workbench.labels import import_completions, import_processbench, import_rated_steps
+from workbench.traces import TraceFormatError, load_jsonl, load_parquet, save_jsonl, save_parquet
 
 
 def write_jsonl(path, records) -> str:

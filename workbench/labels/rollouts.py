@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from workbench.traces.answers import TOY_ANSWER, AnswerFormat
+from workbench.labels.answers import TOY_ANSWER, AnswerFormat
+from workbench.labels.table import StepKey, StepLabels, unique_traces
 from workbench.traces.generate import GenerationConfig, sample_completions
-from workbench.traces.labels import StepKey, StepLabels, unique_traces
 from workbench.traces.types import Trace
 
 __all__ = ["RolloutConfig", "rollout_labels", "step_prefixes"]

@@ -1,4 +1,4 @@
-"""Toy-task traces: turn task samples or model outputs into segmented traces labelled by the checker.
+"""Checker labels: the toy task's ground truth for every step, and toy traces labelled by it.
 
 The checker (``workbench.toy.checker``) is the ground truth of the embedded model's task; this module is
 its label source for traces: it writes ``kind``, ``correct``, ``logical``, ``first_error``,
@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
+from workbench.labels.table import StepLabels, labels_of, unique_traces
 from workbench.toy.checker import StepLabel, check_trace, parse_prompt
 from workbench.toy.task import Problem, Sample
 from workbench.traces.generate import GenerationConfig, generate_traces
@@ -35,6 +36,7 @@ __all__ = [
     "PrefixLabels",
     "answer_dependencies",
     "generate_toy_traces",
+    "checker_labels",
 ]
 
 TOY_GENERATION = GenerationConfig(max_new_tokens=160, temperature=1.0)
@@ -140,3 +142,9 @@ def generate_toy_traces(
         label=lambda t: label_with_checker(t, by_id[t.problem_id]),
         progress=progress,
     )
+
+
+def checker_labels(traces: Sequence[Trace]) -> StepLabels:
+    """The toy checker's labels (kind, correct, logical, first_error, prefix_correct, viable) as a table."""
+    labelled = [label_with_checker(t) for t in unique_traces(traces)]
+    return labels_of(labelled, ["kind", "correct", "logical", "first_error", "prefix_correct", "viable"])

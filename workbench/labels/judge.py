@@ -23,9 +23,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from workbench.labels.table import StepKey, StepLabels, unique_traces
 from workbench.toy.checker import check_trace, parse_prompt
 from workbench.traces.generate import left_pad, length_batches
-from workbench.traces.labels import StepKey, StepLabels, unique_traces
 from workbench.traces.types import Trace
 
 __all__ = [
