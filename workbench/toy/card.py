@@ -37,8 +37,8 @@ def _total_seconds(history: list[dict]) -> int:
 def _eval_section(ev: dict) -> list[str]:
     rows = [
         "| set | traces | final-answer accuracy | fresh wrong-step rate | wrong steps corrected by `wait` "
-        "| `check` per compute step | garbled lines |",
-        "|---|---|---|---|---|---|---|",
+        "| `check` per compute step | garbled lines | wrong answers with a garbled line |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, title in (
         ("greedy_in_distribution", "greedy, in distribution"),
@@ -49,7 +49,8 @@ def _eval_section(ev: dict) -> list[str]:
             s = ev[key]
             rows.append(
                 f"| {title} | {s['n_traces']} | {_pct(s['accuracy'])} | {_pct(s['fresh_error_rate'])} | "
-                f"{_pct(s['corrected_share'])} | {_pct(s['check_rate'])} | {_pct(s['garbled_rate'])} |"
+                f"{_pct(s['corrected_share'])} | {_pct(s['check_rate'])} | {_pct(s['garbled_rate'])} | "
+                f"{_pct(s.get('failures_garbled', 0.0))} |"
             )
     meta = ev.get("meta", {})
     return [
@@ -64,6 +65,27 @@ def _eval_section(ev: dict) -> list[str]:
         "A *fresh* wrong step states a value that does not follow from what the trace stated before (a new "
         "mistake, not a propagated one). All labels come from the checker (`workbench.toy.checker`).",
         "",
+        *_probe_section(ev.get("fresh_error_probe")),
+    ]
+
+
+def _probe_section(probe: dict | None) -> list[str]:
+    if not probe:
+        return []
+    layers = probe["roc_auc_by_layer"]
+    return [
+        "### Does the model represent its own fresh errors?",
+        "",
+        f"A logistic-regression probe (scikit-learn, standardised, fitted on {probe['train_steps']} compute "
+        f"steps of {probe['train_problems']} problems, scored on {probe['test_steps']} compute steps "
+        f"({probe['test_positives']} fresh errors) of {probe['test_problems']} other problems) on the "
+        f"`{probe['pooling']}` vector of the model's own sampled compute steps (temperature 1) separates fresh "
+        "errors from correct steps with this held-out ROC-AUC:",
+        "",
+        "| hook | " + " | ".join(layers) + " |",
+        "|---|" + "---|" * len(layers),
+        "| ROC-AUC | " + " | ".join(f"{v:.3f}" for v in layers.values()) + " |",
+        "",
     ]
 
 
@@ -74,6 +96,7 @@ def write_model_card(model_dir: str | os.PathLike) -> Path:
     cfg = train["config"]
     last = train["history"][-1] if train["history"] else {}
     task = cfg["task"]
+    phases = cfg.get("phases") or []
     lines = [
         "# Embedded reasoning model",
         "",
@@ -90,9 +113,15 @@ def write_model_card(model_dir: str | os.PathLike) -> Path:
         f"- Data: generated on the fly, seed {cfg['seed']} (batch of step s drawn with seed "
         f"{cfg['seed']}·1000003+s); {task['n_inputs']} inputs, {task['min_statements']}–{task['max_statements']} "
         f"statements, ops `{task['ops']}`, mod {task['modulus']}; behaviours p_error {task['p_error']}, "
-        f"p_correct {task['p_correct']}, p_check {task['p_check']}",
+        f"p_correct {task['p_correct']}, p_check {task['p_check']}; "
+        f"{_pct(task.get('shared_tens_share', 0.0))} of problems with one shared tens digit in their inputs",
         f"- Optimiser: AdamW lr {cfg['lr']} ({cfg['warmup']} warm-up steps, cosine to 10%), batch {cfg['batch_size']}, "
         f"grad clip {cfg['grad_clip']}; loss on chain-of-thought tokens only",
+        *[
+            f"- Then phase {i + 2}: {ph['steps']} steps, lr {ph['lr']} ({ph['warmup']} warm-up, cosine to 10%), "
+            + ", ".join(f"{k} {v}" for k, v in ph["task"].items() if v != task.get(k))
+            for i, ph in enumerate(phases)
+        ],
         f"- Steps: {last.get('step', '?')}; wall time {_total_seconds(train['history'])} s on "
         f"{train.get('machine', '?')}; final chain-of-thought loss (EMA) {last.get('loss_ema', '?')}",
         "",
@@ -104,6 +133,18 @@ def write_model_card(model_dir: str | os.PathLike) -> Path:
         *[f"| {h['step']} | {h['loss_ema']} | {_pct(h['greedy_acc'])} | {h['elapsed_s']} |" for h in train["history"]],
         "",
     ]
+    tries = train.get("earlier_tries") or []
+    if tries:
+        lines += [
+            "## Earlier tries",
+            "",
+            "Every recipe tried for this model, failures included (greedy final-answer accuracy on held-out problems):",
+            "",
+            "| recipe | steps | greedy accuracy | what we learned |",
+            "|---|---|---|---|",
+            *[f"| {t['recipe']} | {t['steps']} | {t['accuracy']} | {t['lesson']} |" for t in tries],
+            "",
+        ]
     ev_path = model_dir / "evaluation.json"
     if ev_path.exists():
         lines += _eval_section(json.loads(ev_path.read_text()))

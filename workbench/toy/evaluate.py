@@ -9,7 +9,9 @@ model. The numbers defined here are the ones the model card reports:
   before (a new mistake, not a propagated one) — the "wrong-step rate";
 - ``incorrect_step_rate``: share of all steps whose stated value is not the true value (propagation too);
 - ``corrected_share``: share of fresh errors followed immediately by a ``wait`` line for that variable;
-- ``check_rate``: ``check`` lines per compute step; ``garbled_rate``: unparseable lines per step.
+- ``check_rate``: ``check`` lines per compute step; ``garbled_rate``: unparseable lines per step;
+- ``failures_garbled``: share of wrong-answer traces that contain an unparseable line (the rest fail by
+  stating wrong values, the model's own mistakes).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class BehaviourStats:
     corrected_share: float
     check_rate: float
     garbled_rate: float
+    failures_garbled: float = 0.0
 
     def as_dict(self) -> dict:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -111,6 +114,10 @@ def behaviour_stats(verdicts: list[TraceLabels]) -> BehaviourStats:
         corrected_share=share(corrected, fresh),
         check_rate=share(sum(s.kind == "check" for s in steps), len(computes)),
         garbled_rate=share(sum(s.kind == "garbled" for s in steps), len(steps)),
+        failures_garbled=share(
+            sum(any(s.kind == "garbled" for s in v.steps) for v in verdicts if not v.answer_correct),
+            sum(not v.answer_correct for v in verdicts),
+        ),
     )
 
 
