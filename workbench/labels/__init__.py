@@ -5,6 +5,8 @@ importers of already-labelled data, traces whose steps carry labels:
 
 - :mod:`~workbench.labels.checker`: the toy task's checker (ground truth: kind, correct, logical,
   first_error, prefix_correct, viable) and toy traces labelled by it;
+- :mod:`~workbench.labels.dependencies`: which earlier steps each toy step reads (depends_on,
+  on_answer_path) — the ground truth of step attribution;
 - :mod:`~workbench.labels.keywords`: reflection / backtracking / verification by word lists;
 - :mod:`~workbench.labels.rollouts`: Math-Shepherd-style soft labels from rollouts after each step;
 - :mod:`~workbench.labels.potential`: SPAE's forced-answer step potential Φ;
@@ -28,6 +30,7 @@ from workbench.labels.checker import (
     trace_from_text,
     traces_from_samples,
 )
+from workbench.labels.dependencies import DEPENDENCY_LABELS, StepDependency, dependency_labels, step_dependencies
 from workbench.labels.importers import import_completions, import_processbench, import_rated_steps
 from workbench.labels.judge import CheckerJudge, JudgeRequest, JudgeVerdict, LocalModelJudge, StepJudge, judge_labels
 from workbench.labels.keywords import KeywordConfig, keyword_labels
@@ -46,6 +49,10 @@ __all__ = [
     "traces_from_samples",
     "generate_toy_traces",
     "checker_labels",
+    "StepDependency",
+    "step_dependencies",
+    "dependency_labels",
+    "DEPENDENCY_LABELS",
     "KeywordConfig",
     "keyword_labels",
     "RolloutConfig",
