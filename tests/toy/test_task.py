@@ -65,3 +65,21 @@ def test_behaviour_rates_follow_the_config():
 def test_bad_config_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         TaskConfig(**kwargs)
+
+
+def test_shared_tens_share_makes_that_share_of_prompts_share_one_tens_digit():
+    samples = generate_samples(TaskConfig(shared_tens_share=0.5), 600, seed=5)
+    shared = [len({v // 10 for v in s.problem.inputs.values()}) == 1 for s in samples]
+    # uniform inputs share a tens digit by chance with p = 1/100; half the problems are drawn that way
+    assert 0.43 < sum(shared) / len(shared) < 0.57
+    for s in samples:  # still a valid program whose solution the checker accepts
+        assert check_trace(s.problem, s.completion).answer_correct in (True, False)
+
+
+def test_shared_tens_share_zero_leaves_existing_seeds_unchanged_and_clean_resets_it():
+    base = [s.problem.prompt for s in generate_samples(TaskConfig(), 50, seed=9)]
+    again = [s.problem.prompt for s in generate_samples(TaskConfig(shared_tens_share=0.0), 50, seed=9)]
+    assert base == again
+    assert TaskConfig(shared_tens_share=0.7).clean().shared_tens_share == 0.0
+    with pytest.raises(ValueError, match="shared_tens_share"):
+        TaskConfig(shared_tens_share=1.5)
