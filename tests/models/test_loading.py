@@ -22,10 +22,10 @@ def test_tiny_architectures_load_and_run_forward(tmp_path, arch):
     assert logits.shape == (2, enc["input_ids"].shape[1], len(model.tokenizer))
     assert torch.isfinite(logits).all()
     seen = {}
-    with model.hooks([("blocks.1.hook_resid_post", lambda t, n: seen.update({n: t.shape}))]):
+    with model.hooks([("blocks.1.hook_resid_post", lambda t, hook: seen.update({hook.name: t.shape}))]):
         model.forward(enc["input_ids"], enc["attention_mask"])
     assert seen == {"blocks.1.hook_resid_post": (2, enc["input_ids"].shape[1], 32)}
-    with pytest.raises(TypeError, match="return a tensor"), model.hooks([("blocks.0.hook_mlp_out", lambda t, n: 1)]):
+    with pytest.raises(TypeError, match="return a tensor"), model.hooks([("blocks.0.hook_mlp_out", lambda t, hook: 1)]):
         model.forward(enc["input_ids"])
 
 
@@ -103,14 +103,14 @@ def test_unknown_hook_lists_valid_names(tiny_model):
     with pytest.raises(UnknownHookError, match=r"Valid names: hook_embed, blocks\.\{0\.\.1\}"):
         tiny_model.validate_hooks(["blocks.7.hook_resid_post"])
     with pytest.raises(UnknownHookError):
-        with tiny_model.hooks([("blocks.0.hook_nonsense", lambda t, n: None)]):
+        with tiny_model.hooks([("blocks.0.hook_nonsense", lambda t, hook: None)]):
             pass
 
 
 def test_hooks_are_removed_even_when_the_forward_raises(tiny_model):
     enc = tiny_model.tokenize(["a=1;?a\n"])
 
-    def boom(t, n):
+    def boom(t, hook):
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
@@ -123,7 +123,7 @@ def test_hooks_are_removed_even_when_the_forward_raises(tiny_model):
 def test_editing_hook_changes_the_output_only_inside_the_block(tiny_model):
     enc = tiny_model.tokenize(["a=1,b=2;c=a+b;?c\n"])
     base = tiny_model.forward(enc["input_ids"])
-    with tiny_model.hooks([("blocks.0.hook_resid_post", lambda t, n: t + 1.0)]):
+    with tiny_model.hooks([("blocks.0.hook_resid_post", lambda t, hook: t + 1.0)]):
         edited = tiny_model.forward(enc["input_ids"])
     assert not torch.allclose(base, edited)
     assert torch.equal(base, tiny_model.forward(enc["input_ids"]))
@@ -132,7 +132,7 @@ def test_editing_hook_changes_the_output_only_inside_the_block(tiny_model):
 def test_stop_at_layer_ends_the_pass_early(tiny_model):
     enc = tiny_model.tokenize(["a=1;?a\n"])
     fired = []
-    with tiny_model.hooks([("blocks.1.hook_resid_pre", lambda t, n: fired.append(n))]):
+    with tiny_model.hooks([("blocks.1.hook_resid_pre", lambda t, hook: fired.append(hook.name))]):
         assert tiny_model.forward(enc["input_ids"], stop_at_layer=0) is None
     assert fired == []
     with pytest.raises(ValueError, match="stop_at_layer"):

@@ -23,7 +23,7 @@ from torch import Tensor
 from workbench.capture.config import CaptureConfig, TokenFeatureConfig
 from workbench.capture.logits import step_logit_stats, token_logit_features
 from workbench.capture.pooling import HostBatch, attention_to_previous, gather_tokens, pool_steps
-from workbench.models import WorkbenchModel
+from workbench.models import HookPoint, WorkbenchModel
 
 __all__ = ["Recorder", "BatchOutput", "LN_FINAL", "eager_attention"]
 
@@ -85,8 +85,8 @@ class Recorder:
         if self._fired == self.n_sites:
             raise _Stop
 
-    def _on_activation(self, act: Float[Tensor, "batch pos d_model"], name: str) -> None:
-        idx, out = self._idx, self._out
+    def _on_activation(self, act: Float[Tensor, "batch pos d_model"], hook: HookPoint) -> None:
+        idx, out, name = self._idx, self._out, hook.name
         if name in self.hooks:
             for pooling, vec in pool_steps(act, idx, self.cfg.poolings, self.dtype).items():
                 out[f"{name}/{pooling}"] = vec

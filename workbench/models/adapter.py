@@ -6,6 +6,10 @@ exploration path is a TransformerBridge booted lazily on a copy of the weights
 (:mod:`workbench.models.bridge`). Both read the same weights, so their activations agree (tested).
 
 Everything that attaches to the model is scoped: :meth:`WorkbenchModel.hooks` is a context manager.
+The hot path speaks TransformerLens's dialect where it can: hook functions are ``fn(activation, hook)``
+with ``hook.name``; the model is callable; ``to_tokens``/``to_string``, ``run_with_cache`` (a cache keyed
+by hook name) and ``run_with_hooks`` behave like their TransformerLens namesakes, restricted to the hook
+names in :attr:`WorkbenchModel.hook_names` (``docs/hooks.md``).
 Provenance (path, weights hash, backend, mode, versions) travels with every artifact made from the model.
 """
 
@@ -13,11 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from jaxtyping import Float, Int
@@ -26,7 +31,7 @@ from torch import Tensor
 from workbench.models import hookpoints
 from workbench.models.resolve import ModelLoadError, ResolvedModel, resolve_model
 
-__all__ = ["WorkbenchModel", "load_model", "default_device", "default_dtype"]
+__all__ = ["WorkbenchModel", "load_model", "default_device", "default_dtype", "ActivationCache", "CacheResult"]
 
 BACKEND = "hf-torch-hooks"
 
@@ -53,6 +58,34 @@ def sha256_files(paths: Sequence[Path]) -> str:
             for chunk in iter(lambda: f.read(1 << 22), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+class ActivationCache(dict):
+    """Activations keyed by hook name, as ``run_with_cache`` returns them (a plain ``dict`` underneath).
+
+    Like TransformerLens's cache it also takes ``cache["resid_post", 2]`` for ``blocks.2.hook_resid_post``;
+    a missing key raises with the names it holds. Tensors are detached and keep the batch's padding.
+    """
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) and len(key) == 2:
+            kind, layer = key
+            key = f"blocks.{layer}.{kind if kind.startswith('hook_') else 'hook_' + kind}"
+        try:
+            return super().__getitem__(key)
+        except KeyError:
+            raise KeyError(f"{key!r} is not in this cache; it holds {sorted(self)}") from None
+
+
+class CacheResult(NamedTuple):
+    """What :meth:`WorkbenchModel.run_with_cache` returns; unpacks as ``logits, cache``."""
+
+    logits: Float[Tensor, "batch pos vocab"]
+    cache: ActivationCache
+
+
+#: What ``names_filter`` accepts: None (every hot-path hook), one name, a list of names, or a predicate.
+NamesFilter = str | Sequence[str] | Callable[[str], bool] | None
 
 
 @dataclass(eq=False)
@@ -160,6 +193,111 @@ class WorkbenchModel:
             return self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
         finally:
             self.tokenizer.padding_side = old
+
+    # ---- TransformerLens habits on the hot path ------------------------------------------------------
+    def to_tokens(
+        self, input: str | Sequence[str], *, padding_side: str = "right", move_to_device: bool = True
+    ) -> Int[Tensor, "batch pos"]:
+        """Token ids ``[batch, pos]`` of one text or a list, with no special tokens added.
+
+        Padding is on the right by default (as in TransformerLens), so position ``i`` of every row is the
+        text's own token ``i``: ``Step.boundary_token`` indexes it directly, and a causal model's real
+        positions do not see the padding. Use :meth:`tokenize` for an attention mask or left padding.
+        """
+        texts = [input] if isinstance(input, str) else list(input)
+        tokens = self.tokenize(texts, padding_side=padding_side)["input_ids"]
+        return tokens.to(self.device) if move_to_device else tokens
+
+    def to_string(self, tokens: Int[Tensor, "... pos"] | Sequence[int]) -> str | list[str]:
+        """Decode one sequence of ids to a string, or a ``[batch, pos]`` tensor to a list of strings."""
+        if isinstance(tokens, Tensor) and tokens.dim() == 2:
+            return [self.to_string(row) for row in tokens]
+        ids = tokens.tolist() if isinstance(tokens, Tensor) else list(tokens)
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def _inputs(
+        self, input: str | Sequence[str] | Tensor, attention_mask: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Token ids (and mask) for text or ids; texts are padded on the right with a mask."""
+        if isinstance(input, Tensor):
+            ids = input.unsqueeze(0) if input.dim() == 1 else input
+            if attention_mask is not None and attention_mask.dim() == 1:
+                attention_mask = attention_mask.unsqueeze(0)
+            return ids, attention_mask
+        if attention_mask is not None:
+            raise ValueError("attention_mask: pass it only with token ids; texts get their own mask")
+        enc = self.tokenize([input] if isinstance(input, str) else list(input), padding_side="right")
+        return enc["input_ids"], enc["attention_mask"]
+
+    def __call__(
+        self,
+        input: str | Sequence[str] | Int[Tensor, "batch pos"],
+        *,
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        return_type: str | None = "logits",
+    ) -> Float[Tensor, "batch pos vocab"] | None:
+        """Run the hot path on text or token ids, like calling a TransformerLens model.
+
+        ``return_type="logits"`` (default) returns the logits; ``None`` runs the model for its hooks only.
+        """
+        if return_type not in ("logits", None):
+            raise ValueError(f"return_type={return_type!r}: use 'logits' or None")
+        logits = self.forward(*self._inputs(input, attention_mask))
+        return logits if return_type == "logits" else None
+
+    def _filter_names(self, names_filter: NamesFilter) -> list[str]:
+        """The hot-path hook names ``names_filter`` selects; unknown or no names raise with the valid ones."""
+        valid = self.hook_names
+        if names_filter is None:
+            return valid
+        if isinstance(names_filter, str):
+            names = [names_filter]
+        elif callable(names_filter):
+            names = [n for n in valid if names_filter(n)]
+        else:
+            names = list(dict.fromkeys(names_filter))
+        if not names:
+            raise hookpoints.UnknownHookError(
+                f"names_filter={names_filter!r} matches none of this model's hot-path hooks: {', '.join(valid)}. "
+                "Other TransformerLens names are available through model.bridge"
+            )
+        self.validate_hooks(names)
+        return names
+
+    def run_with_cache(
+        self,
+        input: str | Sequence[str] | Int[Tensor, "batch pos"],
+        *,
+        names_filter: NamesFilter = None,
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+    ) -> CacheResult:
+        """Logits and an :class:`ActivationCache` of the selected hot-path hooks, from one forward pass.
+
+        ``names_filter`` is None (every hook in :attr:`hook_names`), a name, a list of names, or a predicate
+        on names, as in TransformerLens; one that selects nothing raises and lists the valid names.
+        """
+        cache = ActivationCache()
+
+        def save(act: Tensor, hook: hookpoints.HookPoint) -> None:
+            cache[hook.name] = act.detach()
+
+        names = self._filter_names(names_filter)
+        with self.hooks([(n, save) for n in names]):
+            logits = self(input, attention_mask=attention_mask)
+        return CacheResult(logits=logits, cache=ActivationCache((n, cache[n]) for n in names))
+
+    def run_with_hooks(
+        self,
+        input: str | Sequence[str] | Int[Tensor, "batch pos"],
+        *,
+        fwd_hooks: Sequence[tuple[str | Callable[[str], bool], hookpoints.HookFn]] = (),
+        attention_mask: Int[Tensor, "batch pos"] | None = None,
+        return_type: str | None = "logits",
+    ) -> Float[Tensor, "batch pos vocab"] | None:
+        """One forward with ``(name or predicate, fn)`` hooks attached for the call only, like TransformerLens."""
+        pairs = [(n, fn) for name, fn in fwd_hooks for n in self._filter_names(name)]
+        with self.hooks(pairs):
+            return self(input, attention_mask=attention_mask, return_type=return_type)
 
     # ---- exploration path --------------------------------------------------------------------------
     @cached_property

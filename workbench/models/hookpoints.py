@@ -23,6 +23,7 @@ from torch import nn
 __all__ = [
     "HOT_PATH_HOOKS",
     "HookFn",
+    "HookPoint",
     "HookSite",
     "ModelLayout",
     "find_layout",
@@ -37,9 +38,29 @@ HOT_PATH_HOOKS = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp
 _GLOBAL_HOOKS = ("hook_embed", "ln_final.hook_normalized")
 _NAME = re.compile(r"^blocks\.(\d+)\.(hook_[a-z_]+)$")
 
-#: A hook function receives the activation ``[batch, pos, d_model]`` and the hook name; returning a
-#: tensor replaces the activation (steering), returning None leaves it alone (reading).
-HookFn = Callable[[torch.Tensor, str], "torch.Tensor | None"]
+
+@dataclass(frozen=True)
+class HookPoint:
+    """What a hook function receives as its second argument, like TransformerLens's ``HookPoint``.
+
+    ``hook.name`` is the TransformerLens hook name (``blocks.3.hook_resid_post``); ``hook.layer()`` its
+    block index. It is a plain description of the site: the hot path attaches ``torch`` hooks itself.
+    """
+
+    name: str
+
+    def layer(self) -> int:
+        """The block index of a ``blocks.{i}.…`` name; raises for names outside a block, as TransformerLens does."""
+        layer = parse_layer(self.name)
+        if layer is None:
+            raise ValueError(f"{self.name!r} is not inside a block, so it has no layer")
+        return layer
+
+
+#: A hook function is called as ``fn(activation, hook)`` (TransformerLens's convention): the activation is
+#: ``[batch, pos, d_model]`` and ``hook`` a :class:`HookPoint` (``hook.name``). Returning a tensor replaces
+#: the activation (steering); returning None leaves it alone (reading).
+HookFn = Callable[[torch.Tensor, HookPoint], "torch.Tensor | None"]
 
 
 class UnknownHookError(KeyError):
@@ -141,14 +162,14 @@ def _replace_first(x, new):
     return (new, *x[1:]) if isinstance(x, tuple) else new
 
 
-def _checked(fn: HookFn, name: str) -> HookFn:
+def _checked(fn: HookFn, hook: HookPoint) -> Callable[[torch.Tensor], torch.Tensor | None]:
     """Wrap ``fn`` so a hook that returns anything but a tensor or None fails loudly, not silently."""
 
-    def call(t: torch.Tensor, _: str):
-        new = fn(t, name)
+    def call(t: torch.Tensor):
+        new = fn(t, hook)
         if new is not None and not isinstance(new, torch.Tensor):
             raise TypeError(
-                f"hook function for {name!r} returned {type(new).__name__}; return a tensor of shape "
+                f"hook function for {hook.name!r} returned {type(new).__name__}; return a tensor of shape "
                 f"{tuple(t.shape)} to replace the activation, or None to leave it"
             )
         return new
@@ -157,11 +178,11 @@ def _checked(fn: HookFn, name: str) -> HookFn:
 
 
 def _make_handle(site: HookSite, fn: HookFn):
-    fn = _checked(fn, site.name)
+    fn = _checked(fn, HookPoint(site.name))
     if site.side == "output":
 
         def out_hook(module, args, output):
-            new = fn(_first(output), site.name)
+            new = fn(_first(output))
             if new is None:
                 return None
             return _replace_first(output, new)
@@ -170,13 +191,13 @@ def _make_handle(site: HookSite, fn: HookFn):
 
     def in_hook(module, args, kwargs):
         if args:
-            new = fn(args[0], site.name)
+            new = fn(args[0])
             if new is None:
                 return None
             if not site.writable:
                 raise RuntimeError(f"{site.name} is read-only on the hot path; edit hook_resid_pre/post instead")
             return (new, *args[1:]), kwargs
-        new = fn(kwargs["hidden_states"], site.name)
+        new = fn(kwargs["hidden_states"])
         if new is None:
             return None
         if not site.writable:
