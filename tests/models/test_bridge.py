@@ -14,7 +14,7 @@ HOOKS = [
 
 
 def test_hot_path_matches_bridge_activations(tiny_model):
-    enc = tiny_model.tokenize(["a=1,b=2;c=a+b;?c\n", "x=5;?x\n"])  # left padding on the second row
+    enc = tiny_model.tokenize(["a=1,b=2;c=a+b;?c\n", "x=5;?x\n"], padding_side="left")  # padding first
     got = {}
     with tiny_model.hooks([(h, lambda t, hook: got.__setitem__(hook.name, t.clone())) for h in HOOKS]):
         logits = tiny_model.forward(enc["input_ids"], enc["attention_mask"])

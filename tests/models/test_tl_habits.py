@@ -54,7 +54,7 @@ def test_run_with_cache_equals_the_bridge_on_the_same_tokens(tiny_model):
 
 
 def test_run_with_cache_on_a_padded_batch_equals_the_bridge_at_real_positions(tiny_model):
-    enc = tiny_model.tokenize(TEXTS)  # left padding and a mask, passed to both
+    enc = tiny_model.tokenize(TEXTS, padding_side="left")  # padding first and a mask, passed to both
     _, cache = tiny_model.run_with_cache(
         enc["input_ids"], attention_mask=enc["attention_mask"], names_filter="blocks.1.hook_resid_post"
     )

@@ -17,6 +17,7 @@ import json
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +30,14 @@ from tqdm.auto import tqdm
 from workbench.capture.config import CaptureConfig, TokenFeatureConfig
 from workbench.capture.distributed import barrier, dist_info, share_outcome
 from workbench.capture.logits import STEP_STATS
-from workbench.capture.plan import CAPTURED, PlannedTrace, plan_batches
+from workbench.capture.plan import CAPTURED, PlannedBatch, PlannedTrace, plan_batches, require_traces
 from workbench.capture.pooling import make_batch
 from workbench.capture.record import BatchOutput, Recorder
 from workbench.models import WorkbenchModel
 from workbench.store import KeySpec, StoreWriter
+from workbench.traces import Trace
 
-__all__ = ["capture", "CaptureResult", "key_specs"]
+__all__ = ["capture", "CaptureResult", "key_specs", "run_batches"]
 
 _STATS_KEY = "_logit_stats"  # host-buffer name of per-step logit stats (they go to the index, not a tensor)
 
@@ -239,16 +241,56 @@ def _create_store(out: Path, model: WorkbenchModel, cfg: CaptureConfig, keys: di
     StoreWriter.create(out, keys=keys, fingerprint=fingerprint, info=info)
 
 
+def run_batches(
+    traces: Iterable[Trace],
+    model: WorkbenchModel,
+    cfg: CaptureConfig,
+    recorder: Recorder,
+    *,
+    keep: Callable[[PlannedBatch], list[PlannedTrace]] = lambda batch: list(batch.traces),
+    pin: bool = False,
+    bar: tqdm | None = None,
+) -> Iterator[tuple[list[PlannedTrace], BatchOutput | None]]:
+    """Plan ``traces`` and run the recorder (inside :meth:`Recorder.attached`) on the traces ``keep`` selects.
+
+    The one loop behind both :func:`capture` and :func:`~workbench.capture.step_activations`: yields each
+    batch's kept traces with their outputs (None when no kept step has tokens). Duplicate trace ids raise.
+    """
+    max_len = min(cfg.max_len or model.n_ctx, model.n_ctx)
+    pad_id = model.tokenizer.pad_token_id or 0
+    seen: set[str] = set()
+    batches = plan_batches(
+        traces, model.tokenizer, max_len=max_len, window=cfg.window,
+        max_batch_tokens=cfg.max_batch_tokens, batch_size=cfg.batch_size,
+    )  # fmt: skip
+    for batch in batches:
+        for p in batch.traces:
+            if p.trace.trace_id in seen:
+                raise ValueError(f"trace_id {p.trace.trace_id!r} occurs twice in the input; trace ids must be unique")
+            seen.add(p.trace.trace_id)
+        if bar is not None:
+            bar.update(len(batch.traces))
+        todo = keep(batch)
+        if not todo:
+            continue
+        has_steps = any(s == CAPTURED for p in todo for s in p.status)
+        yield todo, (recorder.run(make_batch(todo, pad_id, pin=pin)) if has_steps else None)
+
+
 def capture(traces, model: WorkbenchModel, out: str | os.PathLike, cfg: CaptureConfig | None = None) -> CaptureResult:
     """Capture step vectors of ``traces`` (an iterable of :class:`~workbench.traces.Trace`) into the store ``out``.
 
     Appends to an existing store made with the same model and settings, skipping traces it already holds
     (resume); under ``torchrun`` each rank captures its share. Unknown hook names raise
-    :class:`~workbench.models.UnknownHookError` listing the valid ones.
+    :class:`~workbench.models.UnknownHookError` listing the valid ones; an empty input raises before a
+    store is created. :func:`~workbench.capture.step_activations` runs the same loop into memory.
     """
     cfg = cfg or CaptureConfig()
+    if not isinstance(cfg, CaptureConfig):
+        raise TypeError(f"cfg: expected a CaptureConfig, got {type(cfg).__name__}")
     t0 = time.perf_counter()
     out = Path(out)
+    traces = require_traces(traces)
     di = dist_info()
     store_dtype = _store_dtype(model, cfg)
     recorder = Recorder(model, cfg, store_dtype)  # validates hook names before anything is written
@@ -268,7 +310,6 @@ def capture(traces, model: WorkbenchModel, out: str | os.PathLike, cfg: CaptureC
     shard = _Shard(keys, pin, with_tokens=tf.enabled, with_stats=cfg.logit_stats)
     shard_bytes = cfg.shard_mb * 2**20
     stats = defaultdict(int)
-    seen: set[str] = set()
     total = len(traces) if hasattr(traces, "__len__") else None
     bar = tqdm(total=total, unit="trace", desc="capture", disable=not cfg.progress or di.rank != 0)
 
@@ -286,28 +327,15 @@ def capture(traces, model: WorkbenchModel, out: str | os.PathLike, cfg: CaptureC
             writer.refresh_manifest()
         shard.reset()
 
-    pad_id = model.tokenizer.pad_token_id or 0
-    batches = plan_batches(
-        traces, model.tokenizer, max_len=max_len, window=cfg.window,
-        max_batch_tokens=cfg.max_batch_tokens, batch_size=cfg.batch_size,
-    )  # fmt: skip
+    def keep(batch: PlannedBatch) -> list[PlannedTrace]:
+        if batch.number % di.world_size != di.rank:
+            return []
+        todo = [p for p in batch.traces if p.trace.trace_id not in done]
+        stats["skipped"] += len(batch.traces) - len(todo)
+        return todo
+
     with recorder.attached(), bar:
-        for batch in batches:
-            for p in batch.traces:
-                if p.trace.trace_id in seen:
-                    raise ValueError(
-                        f"trace_id {p.trace.trace_id!r} occurs twice in the input; trace ids must be unique"
-                    )
-                seen.add(p.trace.trace_id)
-            bar.update(len(batch.traces))
-            if batch.number % di.world_size != di.rank:
-                continue
-            todo = [p for p in batch.traces if p.trace.trace_id not in done]
-            stats["skipped"] += len(batch.traces) - len(todo)
-            if not todo:
-                continue
-            has_steps = any(s == CAPTURED for p in todo for s in p.status)
-            result = recorder.run(make_batch(todo, pad_id, pin=pin)) if has_steps else None
+        for todo, result in run_batches(traces, model, cfg, recorder, keep=keep, pin=pin, bar=bar):
             shard.add(todo, result)
             stats["traces"] += len(todo)
             if shard.nbytes >= shard_bytes:

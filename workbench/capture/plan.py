@@ -17,13 +17,14 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
+from pathlib import PurePath
 
 import numpy as np
 
 from workbench.traces import Trace, align_trace
 
-__all__ = ["PlannedTrace", "PlannedBatch", "plan_batches", "CAPTURED", "BEYOND_CONTEXT", "NO_TOKENS"]
+__all__ = ["PlannedTrace", "PlannedBatch", "plan_batches", "require_traces", "CAPTURED", "BEYOND_CONTEXT", "NO_TOKENS"]
 
 CAPTURED, BEYOND_CONTEXT, NO_TOKENS = "captured", "beyond_context", "no_tokens"
 
@@ -55,6 +56,25 @@ class PlannedBatch:
     @property
     def n_padded(self) -> int:
         return len(self.traces) * max(len(t.ids) for t in self.traces)
+
+
+def require_traces(traces: Iterable[Trace]) -> Iterable[Trace]:
+    """``traces`` checked for the usual slips before anything runs: a path instead of traces, an empty input,
+    or items that are not :class:`~workbench.traces.Trace`. Returns an iterable equivalent to the input."""
+    if isinstance(traces, (str, bytes, PurePath)):
+        raise TypeError(
+            f"traces={str(traces)!r} is a path; load it first: workbench.traces.load_traces(path) "
+            "(or `workbench capture --traces PATH` on the command line)"
+        )
+    if isinstance(traces, Trace):
+        raise TypeError("traces: got one Trace; pass a list of traces, e.g. [trace]")
+    it = iter(traces)
+    first = next(it, None)
+    if first is None:
+        raise ValueError("traces is empty: there is nothing to capture (no store or result was created)")
+    if not isinstance(first, Trace):
+        raise TypeError(f"traces: items must be workbench.traces.Trace, got {type(first).__name__}")
+    return traces if it is not traces and hasattr(traces, "__len__") else chain([first], it)
 
 
 def _last_content_token(trace: Trace, step, starts: list[int]) -> int:

@@ -128,7 +128,7 @@ class WorkbenchModel:
     @property
     def hook_names(self) -> list[str]:
         """Hook names the hot path supports (the bridge has more: ``model.bridge.hook_dict``)."""
-        return hookpoints.hot_path_names(self.n_layers)
+        return hookpoints.hot_path_names(self.n_layers, self._layout)
 
     @property
     def layout(self) -> hookpoints.ModelLayout:
@@ -185,8 +185,15 @@ class WorkbenchModel:
             input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device), **kwargs
         )
 
-    def tokenize(self, texts: Sequence[str], *, padding_side: str = "left") -> dict[str, Tensor]:
-        """Batch-encode ``texts`` without special tokens (the workbench adds none), padded on ``padding_side``."""
+    def tokenize(self, texts: Sequence[str], *, padding_side: str = "right") -> dict[str, Tensor]:
+        """Batch-encode ``texts`` without special tokens (the workbench adds none), padded on ``padding_side``.
+
+        Right padding (the default) keeps token ``i`` of every row at position ``i``, so a step's
+        ``token_start``/``boundary_token`` index the batch directly; left padding (for batched generation)
+        shifts each row by its padding. For step vectors use :func:`workbench.capture.step_activations`.
+        """
+        if padding_side not in ("right", "left"):
+            raise ValueError(f"padding_side={padding_side!r}: use 'right' or 'left'")
         old = self.tokenizer.padding_side
         self.tokenizer.padding_side = padding_side
         try:
