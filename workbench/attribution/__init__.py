@@ -12,8 +12,18 @@ and tidy long-format DataFrames:
 """
 
 from workbench.attribution.attention import AttentionConfig, StepAttention, attention_frame, step_attention
+from workbench.attribution.evaluate import BASELINES, auc_table, dependency_pairs
 from workbench.attribution.layout import PROMPT_STEP, TraceTokens, trace_tokens
 from workbench.attribution.masks import causal_mask, eager_attention
+from workbench.attribution.receivers import head_kurtosis, receiver_scores, top_heads, vertical_scores
+from workbench.attribution.resampling import (
+    HiddenStateSimilarity,
+    ResamplingConfig,
+    StepSimilarity,
+    ToySimilarity,
+    answer_kl,
+    resampling_importance,
+)
 from workbench.attribution.suppression import (
     StepSuppression,
     SuppressionConfig,
@@ -37,4 +47,17 @@ __all__ = [
     "step_suppression",
     "masked_logits",
     "suppression_frame",
+    "vertical_scores",
+    "head_kurtosis",
+    "top_heads",
+    "receiver_scores",
+    "ResamplingConfig",
+    "StepSimilarity",
+    "ToySimilarity",
+    "HiddenStateSimilarity",
+    "resampling_importance",
+    "answer_kl",
+    "dependency_pairs",
+    "auc_table",
+    "BASELINES",
 ]
