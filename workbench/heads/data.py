@@ -89,7 +89,7 @@ def load_sequences(
     out, tok0, step0 = [], 0, 0
     for (tid, pid), grp in steps.groupby(["trace_id", "problem_id"], sort=False):
         n = len(grp)
-        c = counts[step0 : step0 + n]
+        c = np.array(counts[step0 : step0 + n])
         ntok = int(c.sum())
         token_step = torch.repeat_interleave(torch.arange(n), torch.as_tensor(c))
         starts = torch.repeat_interleave(torch.as_tensor(np.cumsum(c) - c), torch.as_tensor(c))
