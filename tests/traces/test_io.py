@@ -138,7 +138,9 @@ def test_dataframe_has_one_row_per_step_with_label_columns(char_tokenizer):
         step.text,
         step.token_start,
     )
-    assert {"correct", "logical", "first_error", "prefix_correct", "viable", "label_kind"} <= set(df.columns)
+    labels = {"label_correct", "label_logical", "label_first_error", "label_prefix_correct", "label_viable"}
+    assert labels | {"label_kind", "kind"} <= set(df.columns)  # one vocabulary with the store's index
+    assert not {"correct", "viable"} & set(df.columns)
     assert df.groupby("trace_id").size().to_dict() == {t.trace_id: len(t.steps) for t in batch}
     assert df["n_steps"].tolist() == [len(t.steps) for t in batch for _ in t.steps]
     assert list(to_dataframe([]).columns)[:3] == ["trace_id", "problem_id", "step_index"]

@@ -8,8 +8,29 @@ The CLI builds the same objects from its flags.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from numbers import Integral, Real
 
 __all__ = ["POOLINGS", "CaptureConfig", "TokenFeatureConfig"]
+
+
+def _names(value, field: str, example: str) -> tuple:
+    """A tuple from a list/tuple field; a bare string or number is refused with what to pass instead."""
+    if isinstance(value, (str, int, float)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{field}={value!r}: give a tuple, e.g. {field}={example}")
+    return tuple(value)
+
+
+def _check_numbers(obj, ints: tuple[str, ...], floats: tuple[str, ...] = ()) -> None:
+    """Numeric fields must be numbers (a string from a config file would otherwise fail deep inside)."""
+    for name in ints:
+        v = getattr(obj, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, Integral)):
+            raise TypeError(f"{name}={v!r}: give an int")
+    for name in floats:
+        v = getattr(obj, name)
+        if isinstance(v, bool) or not isinstance(v, Real):
+            raise TypeError(f"{name}={v!r}: give a number")
+
 
 #: Step poolings. ``boundary``: the token containing the step's last character, delimiter included (RISE's
 #: read-out). ``last``: the token containing the step's last non-whitespace character (the last token of
@@ -37,11 +58,13 @@ class TokenFeatureConfig:
     """Layers for ``attn_prev``; empty means every layer."""
 
     def __post_init__(self) -> None:
+        _check_numbers(self, ("top_k", "attn_prev"))
+        object.__setattr__(self, "hooks", _names(self.hooks, "hooks", "('blocks.1.hook_resid_post',)"))
+        object.__setattr__(self, "attn_layers", _names(self.attn_layers, "attn_layers", "(0, 1)"))
         if self.top_k < 0 or self.attn_prev < 0:
             raise ValueError(f"top_k={self.top_k}, attn_prev={self.attn_prev}: must be >= 0")
         if self.attn_layers and not self.attn_prev:
             raise ValueError("attn_layers is set but attn_prev=0: give attn_prev > 0 to store attention weights")
-        object.__setattr__(self, "hooks", tuple(self.hooks))
         object.__setattr__(self, "attn_layers", tuple(int(i) for i in self.attn_layers))
 
     @property
@@ -83,10 +106,19 @@ class CaptureConfig:
     """Show a progress bar (rank 0 only)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hooks", tuple(self.hooks))
-        object.__setattr__(self, "poolings", tuple(self.poolings))
+        object.__setattr__(self, "hooks", _names(self.hooks, "hooks", "('blocks.1.hook_resid_post',)"))
+        object.__setattr__(self, "poolings", _names(self.poolings, "poolings", "('boundary',)"))
         if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
+            layers = _names(self.layers, "layers", f"({self.layers!r},)")
+            if not all(isinstance(i, Integral) and not isinstance(i, bool) for i in layers):
+                raise TypeError(f"layers={self.layers!r}: give layer indices as ints, e.g. layers=(1, 2)")
+            object.__setattr__(self, "layers", tuple(int(i) for i in layers))
+        if self.token_features is not None and not isinstance(self.token_features, TokenFeatureConfig):
+            raise TypeError(
+                f"token_features: give a TokenFeatureConfig (e.g. TokenFeatureConfig(top_k=5)), "
+                f"not {type(self.token_features).__name__}"
+            )
+        _check_numbers(self, ("max_batch_tokens", "batch_size", "max_len", "window"), ("shard_mb",))
         if self.hooks and self.layers is not None:
             raise ValueError("give either hooks or layers, not both (layers is a shorthand for resid_post hooks)")
         bad = [p for p in self.poolings if p not in POOLINGS]

@@ -299,9 +299,11 @@ _STEP_COLUMNS = (
 
 
 def to_dataframe(traces: Sequence[Trace]):
-    """One row per step: trace and step fields, then one column per label name.
+    """One row per step: trace and step fields, then one ``label_<name>`` column per label name.
 
-    A label whose name clashes with a fixed column is prefixed ``label_``. Steps without a label get NA.
+    The same column names as a step store's index (``label_correct``, ``label_kind``, ...; see
+    ``docs/labels.md``), so frames from traces and from stores join and feed the same probes and charts.
+    Steps without a label get NA.
     """
     import pandas as pd
 
@@ -326,6 +328,6 @@ def to_dataframe(traces: Sequence[Trace]):
                 "gold_answer": t.gold_answer,
             }
             for k, v in s.labels.items():
-                row[f"label_{k}" if k in _STEP_COLUMNS else k] = v
+                row[f"label_{k}"] = v
             rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else list(_STEP_COLUMNS))
