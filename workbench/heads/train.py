@@ -44,8 +44,8 @@ class HeadTrainConfig:
 
     target: str = "label_logical"
     """Index column with the step label."""
-    positive: bool = False
-    """The target value that means "wrong" (``label_logical == False``: a fresh error)."""
+    positive: bool | float | str = False
+    """The target value that means "wrong" (``label_logical == False``: a fresh error; 1.0 for 0/1 columns)."""
     epochs: int = 30
     """Most passes over the training traces."""
     batch_size: int = 32

@@ -1,0 +1,494 @@
+"""Benchmark: does the embedded model know a step is wrong? Probes, heads and logit baselines, side by side.
+
+    python benchmarks/probes.py [--n 800] [--n-ood 200] [--vote-problems 100] [--out benchmarks/results/probes.md]
+
+Data: the model's own samples at temperature 1 on held-out problems (2–5 statements, in distribution) and
+on longer programs (6–7 statements, out of distribution: the model's organic errors, never trained on),
+labelled by the checker. Every step is captured once: residual stream after every layer with three
+poolings (boundary token, last content token, mean), per-token hidden states of every layer, top-3 token
+probabilities and per-step logit statistics. Splits are by problem (60/20/20, ``StepStore.split``): probes
+and heads train on *train*, choose their regularisation / early-stopping epoch / ProcessBench threshold
+on *val*, and are reported on *test*.
+
+Targets, on compute steps: ``fresh error`` (the checker's ``logical`` is False: the value does not follow
+from what the trace stated before) and ``incorrect`` (``correct`` is False: propagated errors included).
+
+Reports: the per-layer × pooling sweep (torch, batched) and its agreement with scikit-learn's
+LogisticRegression plus the speed ratio; better read-outs (several layers and poolings concatenated, with
+logit statistics, an MLP probe, the uncertainty head); the side-by-side ROC-AUC / PR-AUC table in and out of
+distribution; ProcessBench F1 with trivial baselines; best-of-8 and weighted majority voting; the overhead
+of live step scoring on generation. Without ``--out`` nothing is written.
+"""
+
+# ruff: noqa: E501  (markdown table rows)
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import LogisticRegression
+from transformers import StoppingCriteriaList
+
+from workbench.capture import STEP_STATS, CaptureConfig, TokenFeatureConfig, capture
+from workbench.heads import HeadConfig, HeadTrainConfig, score_steps, train_head
+from workbench.heads.live import generate_scored
+from workbench.labels import generate_toy_traces
+from workbench.models import load_model
+from workbench.probes.data import make_target
+from workbench.probes.linear import ProbeConfig, fit_linear, layer_sweep, readout_stack
+from workbench.probes.logits import BASELINES, logit_baselines
+from workbench.probes.metrics import binary_report, processbench_table, roc_auc
+from workbench.probes.mlp import MLPProbeConfig, fit_mlp
+from workbench.probes.voting import scored_steps, trace_table, voting_table
+from workbench.store import open_store
+from workbench.toy import TaskConfig
+from workbench.toy.checker import check_trace
+from workbench.toy.evaluate import behaviour_stats, heldout_problems
+from workbench.traces import GenerationConfig
+from workbench.traces.generate import left_pad, rng_devices
+from workbench.traces.io import atomic_write_bytes
+
+POOLINGS = ("boundary", "last", "mean")
+TARGETS = {"fresh error": "fresh_error", "incorrect": "incorrect"}
+L2_GRID = (1.0, 10.0, 100.0, 1000.0)
+
+
+def f3(x) -> str:
+    return "—" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
+
+
+# ---- data --------------------------------------------------------------------------------------------
+
+
+def sample_store(model, problems, work: Path, name: str, seed: int, max_new: int):
+    """Sample, label and capture one trace set; returns (traces, store) with derived label columns."""
+    gen = GenerationConfig(temperature=1.0, max_new_tokens=max_new, batch_size=64, seed=seed)
+    traces = generate_toy_traces(model, problems, config=gen, progress=False)
+    hooks = tuple(f"blocks.{i}.hook_resid_post" for i in range(model.n_layers))
+    tf = TokenFeatureConfig(hooks=hooks, top_k=3)
+    cfg = CaptureConfig(hooks=hooks, poolings=POOLINGS, logit_stats=True, token_features=tf, progress=False)
+    capture(traces, model, work / name, cfg)
+    store = open_store(work / name)
+    idx = store.index
+    compute = idx["label_kind"] == "compute"
+    labels = idx[["trace_id", "step_index"]].copy()
+    labels["fresh_error"] = np.where(compute, (~idx["label_logical"].astype(bool)).astype(float), np.nan)
+    labels["incorrect"] = np.where(compute, (~idx["label_correct"].astype(bool)).astype(float), np.nan)
+    if "fresh_error" not in idx.columns:
+        store.add_labels(labels, name="bench")
+    return traces, store
+
+
+def logit_matrix(store, rows: pd.DataFrame) -> torch.Tensor:
+    """Per-step logit statistics (+ smallest token probability) as features; NaN → 0."""
+    b = logit_baselines(store, rows)
+    x = np.column_stack([rows[c].to_numpy(dtype=np.float64) for c in STEP_STATS] + [b["one_minus_min_prob"]])
+    return torch.as_tensor(np.nan_to_num(x), dtype=torch.float32)
+
+
+def features(store, rows: pd.DataFrame, readouts, with_logits: bool) -> torch.Tensor:
+    x = readout_stack(store, rows, readouts)  # [readout, n, d]
+    x = x.permute(1, 0, 2).reshape(len(rows), -1)
+    return torch.cat([x, logit_matrix(store, rows)], 1) if with_logits else x
+
+
+# ---- probes ------------------------------------------------------------------------------------------
+
+
+def sweep_with_l2(store, target, splits, cfg_kw) -> tuple[pd.DataFrame, dict]:
+    """Layer × pooling sweep for each l2; per read-out the l2 with the best val ROC-AUC; its test metrics."""
+    tables, seconds = [], {}
+    for l2 in L2_GRID:
+        t0 = time.perf_counter()
+        res = layer_sweep(store, target, poolings=POOLINGS, splits=splits, positive=1.0, task="binary",
+                          config=ProbeConfig(l2=l2, **cfg_kw))  # fmt: skip
+        seconds[l2] = time.perf_counter() - t0
+        tables.append(res.table.assign(l2=l2))
+    t = pd.concat(tables)
+    val = t[t.split == "val"].sort_values("roc_auc", ascending=False).drop_duplicates(["hook", "pooling"])
+    best = val[["hook", "pooling", "l2"]].merge(t[t.split == "test"], on=["hook", "pooling", "l2"])
+    return best.sort_values(["pooling", "layer"]).reset_index(drop=True), seconds
+
+
+def sklearn_agreement(store, splits, readouts, l2: float) -> pd.DataFrame:
+    """Torch batched sweep vs scikit-learn LogisticRegression per read-out: test AUC of each and fit times."""
+    tr = splits["train"][splits["train"].fresh_error.notna()]
+    te = splits["test"][splits["test"].fresh_error.notna()]
+    ytr, yte = tr.fresh_error.to_numpy(), te.fresh_error.to_numpy()
+    xtr, xte = readout_stack(store, tr, readouts), readout_stack(store, te, readouts)
+    t0 = time.perf_counter()
+    probe = fit_linear(xtr, ytr, ProbeConfig(l2=l2, device="cpu"))
+    t_torch = time.perf_counter() - t0
+    z = probe.scores(xte)
+    rows, t_sk = [], 0.0
+    for j, (h, p) in enumerate(readouts):
+        m, s = xtr[j].mean(0), xtr[j].std(0, unbiased=False).clamp_min(1e-6)
+        t0 = time.perf_counter()
+        ref = LogisticRegression(C=1.0 / l2, max_iter=2000).fit(((xtr[j] - m) / s).numpy(), ytr)
+        t_sk += time.perf_counter() - t0
+        sk = roc_auc(yte, ref.decision_function(((xte[j] - m) / s).numpy()))
+        rows.append({"hook": h, "pooling": p, "torch_auc": roc_auc(yte, z[j].numpy()), "sklearn_auc": sk})
+    df = pd.DataFrame(rows)
+    df.attrs.update(torch_s=t_torch, sklearn_s=t_sk)
+    return df
+
+
+def fit_select(xtr, ytr, xva, yva) -> tuple:
+    """Logistic probe on one matrix with l2 chosen on val ROC-AUC."""
+    best = None
+    for l2 in L2_GRID:
+        probe = fit_linear(xtr, ytr, ProbeConfig(l2=l2, device="cpu"))
+        auc = roc_auc(yva, probe.scores(xva).numpy())
+        if best is None or auc > best[1]:
+            best = (probe, auc, l2)
+    return best
+
+
+def binary(t):
+    return make_target(t, "fresh_error", task="binary", positive=1.0)
+
+
+# ---- the benchmark -----------------------------------------------------------------------------------
+
+
+def live_overhead(model, head, prompts, config, repeats: int) -> dict:
+    """Median wall time of plain generate vs generate with live scoring, same prompts, seed and path."""
+    tok = model.tokenizer
+    batch = left_pad(tok(list(prompts), add_special_tokens=False)["input_ids"], tok.pad_token_id)
+    kwargs = config.hf_kwargs() | {"eos_token_id": tok.eos_token_id, "use_cache": True}
+
+    class _Nothing:  # the same criteria plumbing without the scorer, so only the scoring is measured
+        def __call__(self, input_ids, scores=None, **kw):
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+
+    def plain():
+        with torch.random.fork_rng(devices=rng_devices(model.device)):
+            torch.manual_seed(config.seed * 1_000_003)
+            model.generate(*batch, stopping_criteria=StoppingCriteriaList([_Nothing()]), **kwargs)
+
+    times = {"plain": [], "live": []}
+    for _ in range(repeats):
+        for name, fn in (("plain", plain), ("live", lambda: generate_scored(model, head, prompts, config))):
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    p, li = np.median(times["plain"]), np.median(times["live"])
+    return {"plain_s": p, "live_s": li, "ratio": li / p}
+
+
+def run(args) -> str:
+    torch.set_num_threads(args.threads)
+    t_start = time.time()
+    model = load_model(args.model, device="cpu")
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="probes-bench-"))
+    ind_problems = heldout_problems(TaskConfig(), args.n)
+    ood_task = TaskConfig(min_statements=args.ood_min, max_statements=args.ood_max)
+    ood_problems = heldout_problems(ood_task, args.n_ood, seed=41_000)
+    traces, store = sample_store(model, ind_problems, work, "ind", seed=1, max_new=200)
+    ood_traces, ood = sample_store(model, ood_problems, work, "ood", seed=2, max_new=24 * (2 * args.ood_max + 2))
+    out = [
+        f"- traces: {len(traces)} in distribution, {len(ood_traces)} out of distribution ({args.ood_min}-{args.ood_max} statements)"
+    ]
+    for name, ts in (("in distribution", traces), ("out of distribution", ood_traces)):
+        probs = ind_problems if ts is traces else ood_problems
+        st = behaviour_stats([check_trace(p, t.completion) for p, t in zip(probs, ts, strict=True)])
+        out.append(f"- {name}: accuracy {st.accuracy:.3f}, fresh wrong-step rate {st.fresh_error_rate:.3f}, "
+                   f"corrected by `wait` {st.corrected_share:.3f}, garbled lines {st.garbled_rate:.3f}")  # fmt: skip
+    idx = store.index[store.index.row >= 0]
+    splits = store.split(fractions={"train": 0.6, "val": 0.2, "test": 0.2}, index=idx)
+    for k, v in splits.items():
+        c = v[v.fresh_error.notna()]
+        out.append(
+            f"- {k}: {v.problem_id.nunique()} problems, {len(c)} compute steps, {int(c.fresh_error.sum())} fresh errors, {int(c.incorrect.sum())} incorrect"
+        )
+    report = {"header": out}
+
+    # 1. layer × pooling sweeps
+    sweeps = {}
+    for label, col in TARGETS.items():
+        best, secs = sweep_with_l2(store, col, splits, {"device": "cpu"})
+        sweeps[label] = best
+    hooks = store.hooks
+    readouts = tuple((h, p) for p in POOLINGS for h in hooks)
+    agree = sklearn_agreement(store, splits, readouts, l2=10.0)
+
+    # 2. better read-outs for fresh errors
+    sel = {k: v[v.fresh_error.notna()] for k, v in splits.items()}
+    ytr, yva, yte = (binary(sel[k]).values for k in ("train", "val", "test"))
+    ood_rows = ood.index[(ood.index.row >= 0) & ood.index.fresh_error.notna()]
+    y_ood = binary(ood_rows).values
+    variants = {
+        "linear, all layers, boundary": ([(h, "boundary") for h in hooks], False),
+        "linear, all layers × 3 poolings": (list(readouts), False),
+        "linear, all layers × 3 poolings + logit stats": (list(readouts), True),
+    }
+    step_scores = {"test": {}, "val": {}, "ood": {}}
+    readout_rows = []
+    for name, (ro, wl) in variants.items():
+        xtr, xva, xte = (features(store, sel[k], ro, wl) for k in ("train", "val", "test"))
+        probe, val_auc, l2 = fit_select(xtr, ytr, xva, yva)
+        zte = probe.scores(xte).numpy()
+        rep = binary_report(yte, zte, torch.sigmoid(torch.as_tensor(zte)).numpy())
+        readout_rows.append({"read-out": name, "l2 (val)": l2, "val ROC-AUC": val_auc, **rep.as_dict()})
+        step_scores["test"][name] = zte
+        step_scores["val"][name] = probe.scores(xva).numpy()
+        step_scores["ood"][name] = probe.scores(features(ood, ood_rows, ro, wl)).numpy()
+    ro, wl = variants["linear, all layers × 3 poolings + logit stats"]
+    xtr, xva, xte = (features(store, sel[k], ro, wl) for k in ("train", "val", "test"))
+    tgt = {k: binary(sel[k]) for k in ("train", "val")}
+    mlp = fit_mlp(xtr, tgt["train"], xva, tgt["val"], MLPProbeConfig(hidden=256, epochs=200, patience=15, device="cpu"))
+    zte = mlp.scores(xte).numpy()
+    rep = binary_report(yte, zte, torch.sigmoid(torch.as_tensor(zte)).numpy())
+    readout_rows.append(
+        {
+            "read-out": "MLP probe (3 layers), same features",
+            "l2 (val)": np.nan,
+            "val ROC-AUC": roc_auc(yva, mlp.scores(xva).numpy()),
+            **rep.as_dict(),
+        }
+    )
+    step_scores["test"]["MLP probe"], step_scores["val"]["MLP probe"] = zte, mlp.scores(xva).numpy()
+    step_scores["ood"]["MLP probe"] = mlp.scores(features(ood, ood_rows, ro, wl)).numpy()
+
+    head_cfgs = {
+        "uncertainty head (hidden states)": HeadConfig(hooks=tuple(hooks), width=128, n_heads=4),
+        "uncertainty head (hidden + logit features)": HeadConfig(
+            hooks=tuple(hooks), logit_features=True, top_k=3, width=128, n_heads=4
+        ),
+    }
+    heads = {}
+    for name, hc in head_cfgs.items():
+        tc = HeadTrainConfig(
+            target="fresh_error", positive=1.0, epochs=args.head_epochs, patience=6, device="cpu", progress=False
+        )
+        res = train_head(store, work / name.replace(" ", "_"), hc, tc, splits=splits)
+        heads[name] = res
+        for part, rows_, st in (("test", sel["test"], store), ("val", sel["val"], store), ("ood", ood_rows, ood)):
+            sc = score_steps(res.head, st, rows_)
+            sc = rows_[["trace_id", "step_index"]].merge(sc, on=["trace_id", "step_index"], how="left")
+            step_scores[part][name] = sc.head_score.to_numpy()
+        zte = step_scores["test"][name]
+        rep = binary_report(yte, zte, torch.sigmoid(torch.as_tensor(zte)).numpy())
+        readout_rows.append(
+            {
+                "read-out": name,
+                "l2 (val)": np.nan,
+                "val ROC-AUC": roc_auc(yva, step_scores["val"][name]),
+                **rep.as_dict(),
+            }
+        )
+    for part, rows_, st in (("test", sel["test"], store), ("val", sel["val"], store), ("ood", ood_rows, ood)):
+        b = logit_baselines(st, rows_)
+        for c in BASELINES:
+            step_scores[part][f"logit: {c}"] = b[c].to_numpy()
+    report["readouts"] = pd.DataFrame(readout_rows)
+
+    # 3. side by side, in distribution and out of distribution
+    side = []
+    for part, y in (("in distribution (test)", yte), ("out of distribution", y_ood)):
+        key = "test" if part.startswith("in") else "ood"
+        for name, z in step_scores[key].items():
+            ok = np.isfinite(z)
+            r = binary_report(y[ok], z[ok])
+            side.append(
+                {
+                    "set": part,
+                    "scorer": name,
+                    "ROC-AUC": r.roc_auc,
+                    "PR-AUC": r.pr_auc,
+                    "PR-AUC (correct +)": r.pr_auc_reverse,
+                    "steps": r.n,
+                    "wrong": r.n_pos,
+                }
+            )
+    report["side"] = pd.DataFrame(side)
+    report["timing"] = {"agree": agree}
+
+    # 4. ProcessBench F1 (all steps of val/test traces; first incorrect step)
+    best_head_name = max(heads, key=lambda n: heads[n].history.val_pr_auc.max())
+    best_head = heads[best_head_name].head
+    ro_all, _ = variants["linear, all layers × 3 poolings + logit stats"]
+    pb_probe, _, _ = fit_select(
+        *(features(store, sel[k], ro_all, True) for k in ("train",)),
+        ytr,
+        features(store, sel["val"], ro_all, True),
+        yva,
+    )
+    pb = {}
+    for part in ("val", "test"):
+        rows_ = splits[part]
+        df = rows_[["trace_id", "problem_id", "step_index", "label_first_error"]].reset_index(drop=True)
+        df["probe"] = pb_probe.scores(features(store, rows_, ro_all, True)).numpy()
+        df = df.merge(
+            score_steps(best_head, store, rows_)[["trace_id", "step_index", "head_score"]],
+            on=["trace_id", "step_index"],
+            how="left",
+        )
+        df["min token prob"] = logit_baselines(store, rows_)["one_minus_min_prob"].to_numpy()
+        pb[part] = df.dropna()
+    report["processbench"] = processbench_table(pb["val"], pb["test"], ["head_score", "probe", "min token prob"])
+    report["pb_head"] = best_head_name
+
+    # 5. voting over N samples
+    vote_problems = heldout_problems(TaskConfig(), args.vote_problems, seed=51_000)
+    gen = GenerationConfig(temperature=1.0, max_new_tokens=200, batch_size=64, seed=3, num_samples=args.vote_n)
+    vtraces = generate_toy_traces(model, vote_problems, config=gen, progress=False)
+    hooks_t = tuple(hooks)
+    vcfg = CaptureConfig(
+        hooks=hooks_t,
+        poolings=POOLINGS,
+        logit_stats=True,
+        token_features=TokenFeatureConfig(hooks=hooks_t, top_k=3),
+        progress=False,
+    )
+    capture(vtraces, model, work / "vote", vcfg)
+    vstore = open_store(work / "vote")
+    vrows = vstore.index[vstore.index.row >= 0]
+    vsteps = scored_steps(
+        vrows[["trace_id", "problem_id", "step_index"]],
+        {
+            "head": score_steps(best_head, vstore, vrows)[["trace_id", "step_index", "head_prob"]],
+            "probe": vrows[["trace_id", "step_index"]].assign(
+                p=torch.sigmoid(pb_probe.scores(features(vstore, vrows, ro_all, True))).numpy()
+            ),
+            "min token prob": logit_baselines(vstore, vrows)[["trace_id", "step_index", "one_minus_min_prob"]],
+        },
+    )
+    report["voting"] = voting_table(trace_table(vtraces), vsteps, ["head", "probe", "min token prob"])
+
+    # 6. live scoring overhead (the hidden-state head; logit features are not available live)
+    live_head = heads["uncertainty head (hidden states)"].head
+    prompts = [p.prompt for p in heldout_problems(TaskConfig(), args.live_batch, seed=61_000)]
+    report["live"] = live_overhead(
+        model, live_head, prompts, GenerationConfig(temperature=1.0, max_new_tokens=120, seed=4), args.live_repeats
+    )
+    report["seconds"] = time.time() - t_start
+    report["model"] = model
+    return render(report, args, sweeps, agree)
+
+
+def render(r, args, sweeps, agree) -> str:
+    model = r["model"]
+    cpu = f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    cmd = "python benchmarks/probes.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# Probes, uncertainty heads and logit baselines for step correctness (embedded model)",
+        "",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {cpu} (shared with other jobs: wall times are noisy, ratios are same-run); {r['seconds']:.0f} s in all",
+        f"- model: `{model.resolved.path.name}`, weights sha256 `{model.weights_sha256[:12]}`",
+        f"- command: `{cmd.strip()}`",
+        *r["header"],
+        "",
+        "## Layer × pooling sweep (logistic probe per read-out, l2 chosen on val, test ROC-AUC / PR-AUC)",
+        "",
+    ]
+    for label, t in sweeps.items():
+        piv = t.pivot_table(index="layer", columns="pooling", values="roc_auc")
+        pr = t.pivot_table(index="layer", columns="pooling", values="pr_auc")
+        lines += [
+            f"**{label}** (test base rate {t.base_rate.iloc[0]:.3f})",
+            "",
+            "| layer | " + " | ".join(f"{p} ROC / PR" for p in piv.columns) + " |",
+            "|---:|" + "---:|" * len(piv.columns),
+        ]
+        for layer in piv.index:
+            lines.append(
+                f"| {layer} | "
+                + " | ".join(f"{f3(piv.loc[layer, p])} / {f3(pr.loc[layer, p])}" for p in piv.columns)
+                + " |"
+            )
+        lines.append("")
+    diff = (agree.torch_auc - agree.sklearn_auc).abs()
+    lines += [
+        "## Torch batched sweep vs scikit-learn (fresh error, l2 = 10, same standardised data, test ROC-AUC)",
+        "",
+        f"- largest |AUC difference| over {len(agree)} read-outs: **{diff.max():.4f}** (goal ≤ 0.01)",
+        f"- fit time: torch, all read-outs as one batched problem {agree.attrs['torch_s']:.2f} s; scikit-learn LogisticRegression one by one {agree.attrs['sklearn_s']:.2f} s → **{agree.attrs['sklearn_s'] / agree.attrs['torch_s']:.1f}×** (CPU)",
+        "",
+        "## Better read-outs for fresh errors (test split)",
+        "",
+        "| read-out | l2 (val) | val ROC-AUC | test ROC-AUC | PR-AUC | PR-AUC (correct +) | Brier | ECE |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for x in r["readouts"].itertuples(index=False):
+        d = x._asdict()
+        lines.append(
+            f"| {d['_0']} | {f3(d['_1']) if not np.isnan(d['_1']) else '—'} | {f3(d['_2'])} | **{f3(d['roc_auc'])}** | {f3(d['pr_auc'])} | {f3(d['pr_auc_reverse'])} | {f3(d['brier'])} | {f3(d['ece'])} |"
+        )
+    lines += [
+        "",
+        "## Side by side: fresh-error detection in and out of distribution",
+        "",
+        "Nothing was trained on the out-of-distribution traces.",
+        "",
+        "| set | scorer | ROC-AUC | PR-AUC | PR-AUC (correct +) | steps | wrong |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for x in r["side"].itertuples(index=False):
+        lines.append(f"| {x[0]} | {x[1]} | {f3(x[2])} | {f3(x[3])} | {f3(x[4])} | {x[5]} | {x[6]} |")
+    lines += [
+        "",
+        f"## ProcessBench-style F1 (first incorrect step; threshold chosen on val traces, F1 on test traces; head: {r['pb_head']})",
+        "",
+        "| scorer | threshold | traces with error | error-free traces | acc. on erroneous | acc. on error-free | F1 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for x in r["processbench"].itertuples(index=False):
+        lines.append(
+            f"| {x.scorer} | {f3(x.threshold)} | {x.n_error} | {x.n_correct} | {f3(x.acc_error)} | {f3(x.acc_correct)} | **{f3(x.f1)}** |"
+        )
+    lines += [
+        "",
+        f"## Voting over N = {args.vote_n} samples ({args.vote_problems} held-out problems, temperature 1)",
+        "",
+        "| method | scorer | final-answer accuracy |",
+        "|---|---|---:|",
+    ]
+    for x in r["voting"].itertuples(index=False):
+        lines.append(f"| {x.method} | {x.scorer} | {f3(x.accuracy)} |")
+    lv = r["live"]
+    lines += [
+        "",
+        "## Live step scoring overhead",
+        "",
+        f"Batch of {args.live_batch} prompts, 120 new tokens, temperature 1, median of {args.live_repeats}: plain generate {lv['plain_s']:.2f} s, with live head scoring {lv['live_s']:.2f} s → overhead ratio **{lv['ratio']:.3f}** (goal ≤ 1.05).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> str:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=800, help="held-out in-distribution problems (one sample each)")
+    p.add_argument("--n-ood", type=int, default=200, help="out-of-distribution problems")
+    p.add_argument("--ood-min", type=int, default=6, help="fewest statements of OOD programs")
+    p.add_argument("--ood-max", type=int, default=7, help="most statements of OOD programs")
+    p.add_argument("--vote-problems", type=int, default=100, help="problems for the voting experiment")
+    p.add_argument("--vote-n", type=int, default=8, help="samples per problem for voting")
+    p.add_argument("--head-epochs", type=int, default=40, help="most epochs of head training")
+    p.add_argument("--live-batch", type=int, default=32, help="prompts in the live-scoring overhead batch")
+    p.add_argument("--live-repeats", type=int, default=3, help="timed repeats (median) for live scoring")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    p.add_argument("--model", default=None, help="model folder (default: the embedded model)")
+    p.add_argument("--work", default=None, help="directory for the stores (default: a temporary one)")
+    p.add_argument("--out", default=None, help="write the markdown here (e.g. benchmarks/results/probes.md)")
+    args = p.parse_args(argv)
+    text = run(args)
+    print(text)
+    if args.out:
+        atomic_write_bytes(args.out, text.encode())
+    return text
+
+
+if __name__ == "__main__":
+    main()
