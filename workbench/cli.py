@@ -143,6 +143,41 @@ def _run_capture(args: argparse.Namespace) -> int:
 register_command("capture", "capture step activations of traces into a store", _configure_capture, _run_capture)
 
 
+# ---- probe / train-head ----------------------------------------------------------------------------
+
+
+def _configure_probe(p: argparse.ArgumentParser) -> None:
+    from workbench.probes.command import configure
+
+    configure(p, field_docs)
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from workbench.probes.command import run
+
+    return run(args)
+
+
+def _configure_train_head(p: argparse.ArgumentParser) -> None:
+    from workbench.heads.command import configure
+
+    configure(p, field_docs)
+
+
+def _run_train_head(args: argparse.Namespace) -> int:
+    from workbench.heads.command import run
+
+    return run(args)
+
+
+register_command(
+    "probe", "layer sweep: a probe per hook and pooling of a store, as a table", _configure_probe, _run_probe
+)
+register_command(
+    "train-head", "train an uncertainty head on a store's token features", _configure_train_head, _run_train_head
+)
+
+
 # ---- entry point -----------------------------------------------------------------------------------
 
 
