@@ -105,11 +105,11 @@ def test_sae_charts():
             "step": np.tile(np.arange(0, 100, 10), 2),
             "fvu": rng.random(20),
             "l0": rng.random(20) * 30,
-            "dead_frac": rng.random(20) / 10,
+            "dead_fraction": rng.random(20) / 10,
             "layer": np.repeat([1, 3], 10),
         }
     )
-    spec = check_spec(charts.sae_training_curves(history, series="layer"), ["step", "fvu", "l0", "dead_frac"])
+    spec = check_spec(charts.sae_training_curves(history, series="layer"), ["step", "fvu", "l0", "dead_fraction"])
     assert len(spec["hconcat"]) == 3
     freq = pd.DataFrame({"latent": range(50), "frequency": np.r_[np.zeros(5), rng.random(45) / 10]})
     spec = check_spec(charts.activation_histogram(freq), ["log10_frequency"])
@@ -142,13 +142,13 @@ def test_probe_charts():
     check_spec(charts.probe_layer_sweep(sweep), ["layer", "roc_auc", "target", "method"])
     bins = pd.DataFrame(
         {
-            "mean_predicted": [0.1, 0.5, 0.9, 0.2],
-            "fraction_positive": [0.15, 0.4, 0.8, 0.3],
-            "count": [10, 5, 8, 3],
-            "method": ["probe", "probe", "probe", "head"],
+            "mean_prob": [0.1, 0.5, 0.9, 0.2, np.nan],
+            "frac_positive": [0.15, 0.4, 0.8, 0.3, np.nan],
+            "n": [10, 5, 8, 3, 0],
+            "method": ["probe", "probe", "probe", "head", "head"],
         }
     )
-    check_spec(charts.reliability_diagram(bins), ["mean_predicted", "fraction_positive", "count"])
+    check_spec(charts.reliability_diagram(bins), ["mean_prob", "frac_positive", "n"])
     frame = steps_frame().assign(head=rng.random(15), noise=rng.random(15))
     pts = curve_points(frame, "correct", {"uncertainty head": "head", "random": "noise"}, positive=False)
     assert set(pts["curve"]) == {"roc", "pr"} and set(pts["method"]) == {"uncertainty head", "random"}

@@ -211,13 +211,13 @@ def sae_training_curves(
     history: pd.DataFrame,
     *,
     x: str = "step",
-    metrics: Sequence[str] = ("fvu", "l0", "dead_frac"),
+    metrics: Sequence[str] = ("fvu", "l0", "dead_fraction"),
     series: str | None = None,
 ) -> alt.HConcatChart:
     """SAE training metrics over training, one panel per metric, one line per ``series`` (layer, arch).
 
     ``history``: ``x`` (training step or samples seen) and the ``metrics`` columns (fraction of variance
-    unexplained, mean L0, dead-latent fraction), optionally a ``series`` column.
+    unexplained, mean L0, dead-latent fraction; ``TrainedSAE.history``), optionally a ``series`` column.
     """
     _need(history, [x, *metrics], "sae_training_curves", "use the SAE training history table")
     df = _tidy(history, [x, *metrics, *([series] if series else [])], [x])
@@ -328,15 +328,16 @@ def probe_layer_sweep(
 def reliability_diagram(bins: pd.DataFrame, *, method: str = "method") -> alt.LayerChart:
     """Observed frequency vs mean predicted probability per bin; the diagonal is perfect calibration.
 
-    ``bins``: ``mean_predicted``, ``fraction_positive``, ``count`` and optionally ``method``.
+    ``bins``: ``mean_prob``, ``frac_positive``, ``n`` (:func:`workbench.probes.metrics.reliability_bins`; empty
+    bins are skipped) and optionally ``method`` to compare scorers.
     """
-    cols = ["mean_predicted", "fraction_positive", "count"]
+    cols = ["mean_prob", "frac_positive", "n"]
     _need(bins, cols, "reliability_diagram", "use the calibration-bins table of the probe metrics")
     df = _tidy(bins, [*cols, method], cols)
     enc = {
-        "x": alt.X("mean_predicted:Q", title="mean predicted probability", scale=alt.Scale(domain=[0, 1])),
-        "y": alt.Y("fraction_positive:Q", title="observed frequency", scale=alt.Scale(domain=[0, 1])),
-        "size": alt.Size("count:Q", title="steps in bin"),
+        "x": alt.X("mean_prob:Q", title="mean predicted probability", scale=alt.Scale(domain=[0, 1])),
+        "y": alt.Y("frac_positive:Q", title="observed frequency", scale=alt.Scale(domain=[0, 1])),
+        "size": alt.Size("n:Q", title="steps in bin"),
         "tooltip": _tooltips(df, [method, *cols]),
     }
     if method in df:
