@@ -1,8 +1,7 @@
 """The checker: ground-truth labels for every step of a toy-task trace, computed by a program.
 
 Works on any completion, also one the model wrote: each line is one step, parsed leniently; a line that
-matches no step form is labelled ``garbled`` (never an exception). Labels, as in
-``shared/docs/embedded-model.md``:
+matches no step form is labelled ``garbled`` (never an exception). Labels (see ``docs/embedded-model.md``):
 
 - ``kind``: compute | wait | check | answer | garbled
 - ``correct``: the stated value equals the true value of that variable (the answer: of the query)
