@@ -59,33 +59,26 @@ class LiveStepScorer(StoppingCriteria):
         self._calls = dict.fromkeys(self.head.cfg.hooks, 0)
         self._feats: dict[str, list] = {h: [] for h in self.head.cfg.hooks}
         self._start: list[int] | None = None  # per row: first token of the step being written
-        self._done: list[bool] | None = None
+        self._done: torch.Tensor | None = None  # per row: finished (end-of-sequence seen)
         self.records: list[dict] = []
         with self.model.hooks([(h, self._record) for h in self.head.cfg.hooks]):
             yield self
 
     # ---- the per-token callback -------------------------------------------------------------------
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
-        gen = input_ids[:, self.prompt_len :].cpu()  # [batch, k]: completion tokens so far
-        b, k = gen.shape
-        if self._start is None:
-            self._start, self._done = [0] * b, [False] * b
+        b, k = input_ids.shape[0], input_ids.shape[1] - self.prompt_len  # k completion tokens so far
+        if self._done is None:
+            self._start, self._done = [0] * b, torch.zeros(b, dtype=torch.bool)
         known = k - 1  # features exist for completion tokens 0..k-2
-        todo = []
-        for r in range(b):
-            if self._done[r] or known < 1:
-                continue
-            last = int(gen[r, known - 1])  # the newest token with features
-            newest = int(gen[r, k - 1])
-            if last == self.eos:
-                self._done[r] = True
-                continue
-            if self._is_boundary[last] or newest == self.eos:
-                todo.append((r, known))
-                if newest == self.eos:
-                    self._done[r] = True
-        if todo:
-            self._score(todo)
+        if known >= 1:
+            pair = input_ids[:, -2:].cpu()  # [batch, 2]: the newest token with features, and the newest token
+            last_eos, new_eos = pair[:, 0] == self.eos, pair[:, 1] == self.eos
+            self._done |= last_eos
+            ready = ~self._done & (self._is_boundary[pair[:, 0]] | new_eos)
+            self._done |= new_eos
+            rows = torch.nonzero(ready).flatten().tolist()
+            if rows:
+                self._score([(r, known) for r in rows])
         return torch.zeros(b, dtype=torch.bool, device=input_ids.device)
 
     def _score(self, todo: list[tuple[int, int]]) -> None:
