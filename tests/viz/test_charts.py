@@ -54,10 +54,10 @@ def steps_frame():
                     "step_index": i,
                     "text": f"n=a{i}+b",
                     "kind": ["compute", "compute", "wait", "check", "answer"][i],
-                    "correct": bool(i != 1 or t == 0),
-                    "spae_phi": float(np.tanh(i - 2 + t)) if i != 3 else np.nan,
-                    "rollout_soft": i / 4,
-                    "viable": bool(i != 1),
+                    "label_correct": bool(i != 1 or t == 0),
+                    "label_spae_phi": float(np.tanh(i - 2 + t)) if i != 3 else np.nan,
+                    "label_rollout_soft": i / 4,
+                    "label_viable": bool(i != 1),
                     "answer_correct": t != 2,
                     "token_start": 10 * i,
                     "token_end": 10 * i + 3 + i,
@@ -67,20 +67,20 @@ def steps_frame():
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("color", ["correct", "spae_phi", "rollout_soft", "kind"])
+@pytest.mark.parametrize("color", ["label_correct", "label_spae_phi", "label_rollout_soft", "kind"])
 def test_step_strip_colours_by_any_column(color):
     spec = check_spec(charts.step_strip(steps_frame(), color), ["trace_id", "step_index", color])
     scale = spec["encoding"]["color"]
-    assert scale["type"] == ("quantitative" if color in ("spae_phi", "rollout_soft") else "nominal")
-    if color == "spae_phi":  # takes both signs: diverging, symmetric about 0
+    assert scale["type"] == ("quantitative" if color in ("label_spae_phi", "label_rollout_soft") else "nominal")
+    if color == "label_spae_phi":  # takes both signs: diverging, symmetric about 0
         lo, hi = scale["scale"]["domain"]
         assert lo == -hi and hi > 0
-    if color == "rollout_soft":  # non-negative: sequential over the data's range
+    if color == "label_rollout_soft":  # non-negative: sequential over the data's range
         assert scale["scale"]["domain"] == [0.0, 1.0]
 
 
 def test_step_strip_limits_traces_and_names_missing_columns():
-    spec = charts.step_strip(steps_frame(), "correct", max_traces=2).to_dict()
+    spec = charts.step_strip(steps_frame(), "label_correct", max_traces=2).to_dict()
     values = next(iter(spec["datasets"].values()))
     assert {r["trace_id"] for r in values} == {"t0", "t1"}
     with pytest.raises(ValueError, match="nope"):
@@ -88,13 +88,13 @@ def test_step_strip_limits_traces_and_names_missing_columns():
 
 
 def test_phi_curve_drops_missing_values():
-    spec = check_spec(charts.phi_curve(steps_frame()), ["step_index", "spae_phi", "trace_id"])
-    values = [r for v in spec["datasets"].values() for r in v if "spae_phi" in r]
+    spec = check_spec(charts.phi_curve(steps_frame()), ["step_index", "label_spae_phi", "trace_id"])
+    values = [r for v in spec["datasets"].values() for r in v if "label_spae_phi" in r]
     assert len(values) == 12  # 15 steps, 3 without Φ
 
 
 def test_rollout_vs_checker_and_store_overview():
-    check_spec(charts.rollout_vs_checker(steps_frame()), ["rollout_soft", "viable"])
+    check_spec(charts.rollout_vs_checker(steps_frame()), ["label_rollout_soft", "label_viable"])
     spec = check_spec(charts.store_overview(steps_frame()), ["kind", "steps", "n_tokens"])
     assert len(spec["hconcat"]) == 2
 
@@ -150,14 +150,14 @@ def test_probe_charts():
     )
     check_spec(charts.reliability_diagram(bins), ["mean_prob", "frac_positive", "n"])
     frame = steps_frame().assign(head=rng.random(15), noise=rng.random(15))
-    pts = curve_points(frame, "correct", {"uncertainty head": "head", "random": "noise"}, positive=False)
+    pts = curve_points(frame, "label_correct", {"uncertainty head": "head", "random": "noise"}, positive=False)
     assert set(pts["curve"]) == {"roc", "pr"} and set(pts["method"]) == {"uncertainty head", "random"}
     check_spec(charts.pr_roc_curves(pts), ["x", "y", "method"])
 
 
 def test_curve_points_refuses_one_class():
     with pytest.raises(ValueError, match="one class"):
-        curve_points(steps_frame().assign(all_true=True), "all_true", ["rollout_soft"])
+        curve_points(steps_frame().assign(all_true=True), "all_true", ["label_rollout_soft"])
 
 
 def test_dose_response():

@@ -14,7 +14,7 @@ from workbench.viz.scales import choose_scale, color_for, text_color
 
 
 def test_hostile_step_text_is_escaped_in_body_and_tooltip():
-    out = steps_html(make_traces(), "correct")
+    out = steps_html(make_traces(), "label_correct")
     assert "<script>alert" not in out and "<b>bold" not in out
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &quot;quoted&quot;" in out
     titles = re.findall(r'title="([^"]*)"', out)  # a quote in the text must not end the attribute early
@@ -22,13 +22,13 @@ def test_hostile_step_text_is_escaped_in_body_and_tooltip():
 
 
 def test_tooltip_lists_labels_and_scores():
-    out = steps_html(make_traces(), "spae_phi")
+    out = steps_html(make_traces(), "label_spae_phi")
     title = re.findall(r'title="([^"]*)"', out)[0]
-    assert "spae_phi: -0.8" in title and "correct: True" in title and "rollout_soft: 0" in title
+    assert "label_spae_phi: -0.8" in title and "label_correct: True" in title and "label_rollout_soft: 0" in title
 
 
 @pytest.mark.parametrize(
-    ("column", "kind"), [("correct", "categorical"), ("kind", "categorical"), ("spae_phi", "diverging")]
+    ("column", "kind"), [("label_correct", "categorical"), ("kind", "categorical"), ("label_spae_phi", "diverging")]
 )
 def test_scale_is_chosen_by_the_data(column, kind):
     df = to_dataframe(make_traces())
@@ -50,7 +50,7 @@ def test_sequential_scale_and_its_colours():
 
 
 def test_every_chip_sets_background_and_contrasting_text():
-    out = steps_html(make_traces(), "rollout_soft")
+    out = steps_html(make_traces(), "label_rollout_soft")
     styles = re.findall(r'class="wb-step" style="background:(#[0-9A-F]{6});color:(#[0-9A-F]{6})"', out)
     assert len(styles) == 12
     assert all(fg == text_color(bg) for bg, fg in styles)

@@ -17,9 +17,9 @@ def build_report() -> Report:
     report = Report("Test report", "hand-made traces")
     s = report.section("Traces")
     s.text(f"Three traces; one step reads {HOSTILE}.")
-    s.table({"traces": 3, "steps": len(df), "mean Φ": float(df["spae_phi"].mean())}, caption="key numbers")
-    s.chart(charts.step_strip(df, "correct")).chart(charts.phi_curve(df))
-    s.html(steps_html(traces, "spae_phi"))
+    s.table({"traces": 3, "steps": len(df), "mean Φ": float(df["label_spae_phi"].mean())}, caption="key numbers")
+    s.chart(charts.step_strip(df, "label_correct")).chart(charts.phi_curve(df))
+    s.html(steps_html(traces, "label_spae_phi"))
     report.section("Store").chart(charts.store_overview(df.assign(token_start=0, token_end=df["step_index"] + 2)))
     report.section("Settings").table(pd.DataFrame({"setting": ["seed"], "value": [0]}))
     return report

@@ -91,9 +91,9 @@ def _color(df: pd.DataFrame, col: str, title: str | None = None) -> alt.Color:
 
 def step_strip(
     steps: pd.DataFrame,
-    color: str = "correct",
+    color: str = "label_correct",
     *,
-    tooltip: Sequence[str] = ("text", "kind", "correct", "spae_phi", "rollout_soft"),
+    tooltip: Sequence[str] = ("text", "kind", "label_correct", "label_spae_phi", "label_rollout_soft"),
     max_traces: int = 40,
     title: str | None = None,
 ) -> alt.Chart:
@@ -121,11 +121,11 @@ def step_strip(
 
 
 def phi_curve(
-    steps: pd.DataFrame, value: str = "spae_phi", *, group: str = "answer_correct", saturation: float | None = 0.9
+    steps: pd.DataFrame, value: str = "label_spae_phi", *, group: str = "answer_correct", saturation: float | None = 0.9
 ) -> alt.LayerChart:
     """The forced-answer potential Φ (SPAE) over the steps of each trace, one line per trace.
 
-    ``steps``: ``trace_id``, ``step_index``, ``value`` (default ``spae_phi`` from
+    ``steps``: ``trace_id``, ``step_index``, ``value`` (default ``label_spae_phi`` from
     :func:`workbench.labels.forced_answer_labels`); lines coloured by ``group`` when present.
     """
     _need(steps, ["trace_id", "step_index", value], "phi_curve", "label the traces with forced_answer_labels")
@@ -148,19 +148,20 @@ def phi_curve(
     return alt.layer(*layers).properties(title=f"{value} per step ({n} traces; dashed: saturation)", width=W, height=H)
 
 
-def rollout_vs_checker(steps: pd.DataFrame, soft: str = "rollout_soft", truth: str = "viable") -> alt.Chart:
+def rollout_vs_checker(steps: pd.DataFrame, soft: str = "label_rollout_soft", truth: str = "label_viable") -> alt.Chart:
     """Distribution of the rollout soft label for steps the checker calls ``truth`` = True / False.
 
     ``steps``: ``soft`` (from :func:`workbench.labels.rollout_labels`) and ``truth`` (checker label).
     """
     _need(steps, [soft, truth], "rollout_vs_checker", "join rollout_labels and checker labels into the traces")
     df = _tidy(steps, [soft, truth], [soft]).dropna(subset=[truth])
-    df[truth] = df[truth].astype(bool).map({True: f"{truth}", False: f"not {truth}"})
+    name = truth.removeprefix("label_")
+    df[truth] = df[truth].astype(bool).map({True: name, False: f"not {name}"})
     return (
         alt.Chart(df)
         .mark_boxplot(extent="min-max", size=40)
         .encode(
-            x=alt.X(f"{truth}:N", title=f"checker: {truth}"),
+            x=alt.X(f"{truth}:N", title=f"checker: {name}"),
             y=alt.Y(f"{soft}:Q", title=f"{soft} (share of rollouts reaching the gold answer)"),
             color=alt.Color(f"{truth}:N", scale=alt.Scale(range=[BOOL_COLORS[False], BOOL_COLORS[True]]), legend=None),
             tooltip=_tooltips(df, [truth, soft]),

@@ -91,7 +91,7 @@ def _tooltip(row: pd.Series, color: str) -> str:
 
 def steps_html(
     data: Trace | Sequence[Trace] | pd.DataFrame,
-    color: str = "correct",
+    color: str = "label_correct",
     *,
     max_traces: int = 50,
     show_prompt: bool = True,
@@ -132,11 +132,11 @@ def steps_html(
 
 @dataclass(frozen=True)
 class TraceView:
-    """Traces shown as coloured steps in a notebook cell (``TraceView(traces, "spae_phi")``)."""
+    """Traces shown as coloured steps in a notebook cell (``TraceView(traces, "label_spae_phi")``)."""
 
     traces: Trace | Sequence[Trace]
     """One trace or several."""
-    color: str = "correct"
+    color: str = "label_correct"
     """The label or score that colours each step."""
     max_traces: int = 50
     """Traces shown at most."""
@@ -178,7 +178,7 @@ def register_notebook_display() -> bool:
     if ip is None:
         return False
     formatter = ip.display_formatter.formatters["text/html"]
-    formatter.for_type(Trace, lambda t: steps_html(t, "correct" if _has(t, "correct") else "kind"))
+    formatter.for_type(Trace, lambda t: steps_html(t, "label_correct" if _has(t, "correct") else "kind"))
     return True
 
 
