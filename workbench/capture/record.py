@@ -1,9 +1,9 @@
 """The hot path: plain forward hooks on the unwrapped model that pool each batch's steps on the device.
 
 One callback per hook name does everything that name is needed for (poolings, token features, logit
-features at ``ln_final.hook_normalized``) and counts itself; the last site of the forward raises
-:class:`_Stop`, so the pass ends right after the deepest requested activation (and never runs the
-``[batch, pos, vocab]`` unembedding). Hooks are attached once per capture inside a scoped context and
+features at ``ln_final.hook_out``, the unembedding's input) and counts itself; the last site of the
+forward raises :class:`_Stop`, so the pass ends right after the deepest requested activation (and never
+runs the ``[batch, pos, vocab]`` unembedding). Hooks are attached once per capture inside a scoped context and
 read the current batch's :class:`~workbench.capture.pooling.StepIndex` from the recorder.
 
 Attention weights (``TokenFeatureConfig.attn_prev``) need eager attention — sdpa/flash never form them —
@@ -27,7 +27,7 @@ from workbench.models import HookPoint, WorkbenchModel
 
 __all__ = ["Recorder", "BatchOutput", "LN_FINAL", "eager_attention"]
 
-LN_FINAL = "ln_final.hook_normalized"
+LN_FINAL = "ln_final.hook_out"  # the final norm's output (after its weight): what lm_head reads
 
 
 class _Stop(Exception):

@@ -3,8 +3,25 @@
 Researchers name activations the TransformerLens way (``blocks.3.hook_resid_post``). The bridge gives
 every such name, but it roughly halves forward throughput (``shared/docs/stack-notes.md``), so capture,
 generation and steering run the unwrapped Hugging Face model and attach ``torch`` hooks to its decoder
-layers. This module knows, for Qwen2/Llama/GPT-2-style models, which module and which side (input or
-output) each supported name corresponds to. Names outside :data:`HOT_PATH_HOOKS` need the bridge.
+layers. This module knows which module and which side (input or output) each supported name corresponds
+to. Names outside :data:`HOT_PATH_HOOKS` need the bridge.
+
+Every name means what TransformerLens means by it, whatever the family's norm placement
+(:func:`find_layout` reads it from the decoder layer's children):
+
+- pre-norm (Llama, Qwen2/3, Mistral, GPT-2): ``hook_attn_out``/``hook_mlp_out`` are the attention and MLP
+  outputs, ``hook_resid_mid`` the input of the pre-MLP norm;
+- sandwich (Gemma2/3, norms before *and after* attention and MLP): ``hook_attn_out``/``hook_mlp_out`` are
+  the outputs of the post-attention/post-feedforward norms, i.e. what is added to the residual stream, and
+  ``hook_resid_mid`` the input of the pre-feedforward norm (the raw attention output is *not* attn_out);
+- post-norm (OLMo2): as sandwich, with ``hook_resid_mid`` the MLP's input;
+- parallel residual (GPT-NeoX/Pythia with ``use_parallel_residual``): attention and MLP both read
+  ``hook_resid_pre``, so there is no ``hook_resid_mid`` and the hot path refuses that name.
+
+So ``resid_pre + attn_out = resid_mid`` and ``resid_mid + mlp_out = resid_post`` on every family (tested
+against the bridge in ``tests/models/test_families.py``). ``ln_final.hook_normalized`` is TransformerLens's
+normalised value *before* the final norm's weight (recomputed from the norm's input, read-only);
+``ln_final.hook_out`` is the norm's output, the unembedding's input.
 
 All attachment is scoped: :func:`attach` is a context manager and removes every handle on exit, even
 when the forward pass raises.
@@ -18,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Float
 from torch import nn
 
 __all__ = [
@@ -35,7 +53,7 @@ __all__ = [
 
 #: Per-layer hook suffixes the hot path supports, in residual-stream order.
 HOT_PATH_HOOKS = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post")
-_GLOBAL_HOOKS = ("hook_embed", "ln_final.hook_normalized")
+_GLOBAL_HOOKS = ("hook_embed", "ln_final.hook_normalized", "ln_final.hook_out")
 _NAME = re.compile(r"^blocks\.(\d+)\.(hook_[a-z_]+)$")
 
 
@@ -78,7 +96,15 @@ class ModelLayout:
     embed: nn.Module
     final_norm: nn.Module | None
     attn_attr: str
-    post_attn_norm_attr: str
+    """The attention module of a decoder layer (its output is the raw attention output)."""
+    attn_out_attr: str
+    """The module whose output is added to the stream after attention (``hook_attn_out``)."""
+    mid_attr: str | None
+    """The module whose input is ``hook_resid_mid``; None when attention and MLP run in parallel."""
+    mlp_out_attr: str
+    """The module whose output is added to the stream after the MLP (``hook_mlp_out``)."""
+    norms: str = "pre"
+    """Norm placement: ``pre``, ``sandwich`` (Gemma2/3), ``post`` (OLMo2) or ``parallel`` (GPT-NeoX)."""
 
 
 @dataclass(frozen=True)
@@ -89,33 +115,85 @@ class HookSite:
     module: nn.Module
     side: str  # "input" or "output"
     writable: bool
+    derive: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """Computes the named value from the module's activation (read-only sites such as ``hook_normalized``)."""
+
+
+def _norm_placement(children: dict, config) -> tuple[str, str, str | None, str]:
+    """``(norms, attn_out_attr, mid_attr, mlp_out_attr)`` from a decoder layer's child names and config."""
+    has = set(children)
+    if {"post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"} <= has:
+        return "sandwich", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"
+    if {"post_attention_layernorm", "post_feedforward_layernorm"} <= has and "input_layernorm" not in has:
+        return "post", "post_attention_layernorm", "mlp", "post_feedforward_layernorm"
+    if "post_feedforward_layernorm" in has or "pre_feedforward_layernorm" in has:
+        raise ValueError(f"unrecognised norm placement (children {sorted(has)})")
+    norm2 = next((n for n in ("post_attention_layernorm", "ln_2") if n in has), None)
+    if norm2 is None:
+        raise ValueError(f"no pre-MLP norm (children {sorted(has)})")
+    if getattr(config, "use_parallel_residual", False) or getattr(config, "parallel_attn", False):
+        return "parallel", "", None, "mlp"
+    return "pre", "", norm2, "mlp"
 
 
 def find_layout(model: nn.Module, n_layers: int) -> ModelLayout:
-    """Locate decoder layers, embedding and final norm of Qwen2/Llama/GPT-2-style models."""
+    """Locate decoder layers, embedding, final norm and the modules behind each hook name.
+
+    Pre-norm (Llama, Qwen2/3, Mistral, GPT-2), sandwich-norm (Gemma2/3), post-norm (OLMo2) and
+    parallel-residual (GPT-NeoX) layers are supported; anything else raises ``ValueError``.
+    """
     layers = next((m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) == n_layers), None)
     if layers is None:
         raise ValueError(f"{type(model).__name__}: found no ModuleList of {n_layers} decoder layers")
     children = dict(layers[0].named_children())
     attn = next((n for n in ("self_attn", "attn", "attention") if n in children), None)
-    norm2 = next((n for n in ("post_attention_layernorm", "ln_2") if n in children), None)
-    if attn is None or norm2 is None or "mlp" not in children:
+    try:
+        if attn is None or "mlp" not in children:
+            raise ValueError(f"no attention or no mlp (children {list(children)})")
+        norms, attn_out, mid, mlp_out = _norm_placement(children, getattr(model, "config", None))
+    except ValueError as e:
         raise ValueError(
-            f"{type(layers[0]).__name__}: unsupported decoder layer (children {list(children)}); "
-            "use the bridge for this architecture"
-        )
+            f"{type(layers[0]).__name__}: unsupported decoder layer: {e}; use the bridge for this architecture"
+        ) from None
     base = getattr(model, "base_model", model)
     final = next((getattr(base, n) for n in ("norm", "ln_f", "final_layernorm") if hasattr(base, n)), None)
     return ModelLayout(
-        layers=layers, embed=model.get_input_embeddings(), final_norm=final, attn_attr=attn, post_attn_norm_attr=norm2
-    )
+        layers=layers, embed=model.get_input_embeddings(), final_norm=final, attn_attr=attn,
+        attn_out_attr=attn_out or attn, mid_attr=mid, mlp_out_attr=mlp_out, norms=norms,
+    )  # fmt: skip
 
 
-def hot_path_names(n_layers: int) -> list[str]:
-    """Every hook name the hot path supports for a model of ``n_layers`` layers."""
+def _block_hooks(layout: ModelLayout | None) -> tuple[str, ...]:
+    if layout is not None and layout.mid_attr is None:
+        return tuple(h for h in HOT_PATH_HOOKS if h != "hook_resid_mid")
+    return HOT_PATH_HOOKS
+
+
+def hot_path_names(n_layers: int, layout: ModelLayout | None = None) -> list[str]:
+    """Every hook name the hot path supports for a model of ``n_layers`` layers (of ``layout``, if given)."""
     names = ["hook_embed"]
-    names += [f"blocks.{i}.{h}" for i in range(n_layers) for h in HOT_PATH_HOOKS]
-    return names + ["ln_final.hook_normalized"]
+    names += [f"blocks.{i}.{h}" for i in range(n_layers) for h in _block_hooks(layout)]
+    if layout is None or layout.final_norm is not None:
+        names += ["ln_final.hook_normalized", "ln_final.hook_out"]
+    return names
+
+
+def _normalise(norm: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """TransformerLens's ``hook_normalized`` of ``norm``: its input centred (LayerNorm) and scaled, no weight."""
+    eps = next((getattr(norm, a) for a in ("variance_epsilon", "eps") if hasattr(norm, a)), None)
+    if not isinstance(eps, float):
+        raise UnknownHookError(
+            f"ln_final.hook_normalized: cannot read the epsilon of {type(norm).__name__}; use model.bridge"
+        )
+    centre = isinstance(norm, nn.LayerNorm)  # RMSNorms (Llama, Qwen, Gemma, OLMo2) do not centre
+
+    def normalise(x: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, "batch pos d_model"]:
+        h = x.float()  # float32 like the norms themselves
+        if centre:
+            h = h - h.mean(-1, keepdim=True)
+        return (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+    return normalise
 
 
 def parse_layer(name: str) -> int | None:
@@ -129,9 +207,17 @@ def resolve_site(layout: ModelLayout, name: str) -> HookSite:
     n_layers = len(layout.layers)
     if name == "hook_embed":
         return HookSite(name, layout.embed, "output", True)
-    if name == "ln_final.hook_normalized" and layout.final_norm is not None:
+    if name == "ln_final.hook_out" and layout.final_norm is not None:
         return HookSite(name, layout.final_norm, "output", True)
+    if name == "ln_final.hook_normalized" and layout.final_norm is not None:
+        # TransformerLens's value sits inside the norm (before the weight): recomputed, so read-only.
+        return HookSite(name, layout.final_norm, "input", False, derive=_normalise(layout.final_norm))
     m = _NAME.match(name)
+    if m and int(m.group(1)) < n_layers and m.group(2) == "hook_resid_mid" and layout.mid_attr is None:
+        raise UnknownHookError(
+            f"hook {name!r}: this model's attention and MLP run in parallel (both read hook_resid_pre), so "
+            "there is no resid_mid; use hook_resid_pre, hook_attn_out, hook_mlp_out or hook_resid_post"
+        )
     if m and int(m.group(1)) < n_layers and m.group(2) in HOT_PATH_HOOKS:
         layer = layout.layers[int(m.group(1))]
         kind = m.group(2)
@@ -139,17 +225,17 @@ def resolve_site(layout: ModelLayout, name: str) -> HookSite:
             return HookSite(name, layer, "input", True)
         if kind == "hook_resid_post":
             return HookSite(name, layer, "output", True)
-        if kind == "hook_attn_out":
-            return HookSite(name, getattr(layer, layout.attn_attr), "output", True)
-        if kind == "hook_mlp_out":
-            return HookSite(name, layer.mlp, "output", True)
-        # resid_mid is the input of the post-attention norm: readable, but editing it would not
-        # change the residual stream itself, so the hot path refuses writes there.
-        return HookSite(name, getattr(layer, layout.post_attn_norm_attr), "input", False)
-    valid = hot_path_names(n_layers)
+        if kind == "hook_attn_out":  # what is added to the stream: after Gemma's post-attention norm
+            return HookSite(name, getattr(layer, layout.attn_out_attr), "output", True)
+        if kind == "hook_mlp_out":  # after Gemma's post-feedforward norm
+            return HookSite(name, getattr(layer, layout.mlp_out_attr), "output", True)
+        # resid_mid is the input of the pre-MLP norm (OLMo2: of the MLP): readable, but editing it would
+        # not change the residual stream itself, so the hot path refuses writes there.
+        return HookSite(name, getattr(layer, layout.mid_attr), "input", False)
+    block = ",".join(_block_hooks(layout))
     raise UnknownHookError(
         f"hook {name!r} is not available on the hot path of this {n_layers}-layer model. Valid names: "
-        f"{valid[0]}, blocks.{{0..{n_layers - 1}}}.{{{','.join(HOT_PATH_HOOKS)}}}, {valid[-1]}. "
+        f"hook_embed, blocks.{{0..{n_layers - 1}}}.{{{block}}}, ln_final.hook_normalized, ln_final.hook_out. "
         "Other TransformerLens names (attention patterns, q/k/v) are available through model.bridge"
     )
 
@@ -207,6 +293,18 @@ def _make_handle(site: HookSite, fn: HookFn):
     return site.module.register_forward_pre_hook(in_hook, with_kwargs=True)
 
 
+def _derived(site: HookSite, fn: HookFn) -> HookFn:
+    """Give ``fn`` the site's derived value; derived values are read-only (an edit could not flow back)."""
+
+    def call(activation: torch.Tensor, hook: HookPoint):
+        new = fn(site.derive(activation), hook)
+        if isinstance(new, torch.Tensor):
+            raise RuntimeError(f"{site.name} is read-only on the hot path; edit ln_final.hook_out instead")
+        return new  # None, or a wrong type that _checked reports
+
+    return call
+
+
 @contextmanager
 def attach(layout: ModelLayout, hooks: Sequence[tuple[str, HookFn]]) -> Iterator[None]:
     """Attach ``(name, fn)`` hooks for the duration of the block; all are removed on exit, errors included."""
@@ -214,7 +312,7 @@ def attach(layout: ModelLayout, hooks: Sequence[tuple[str, HookFn]]) -> Iterator
     handles = []
     try:
         for site, fn in sites:
-            handles.append(_make_handle(site, fn))
+            handles.append(_make_handle(site, _derived(site, fn) if site.derive else fn))
         yield
     finally:
         for h in handles:
