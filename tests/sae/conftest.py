@@ -21,7 +21,8 @@ def write_store(
 ) -> Path:
     """A store whose step vectors are sparse sums of ``n_atoms`` random directions (2-3 per step).
 
-    Step kind ``wait`` always contains atom 0 and ``check`` atom 1 (the other atoms are random), so a good
+    Step kind ``wait`` always contains atom 0 and ``check`` atom 1 at twice the typical size (the other atoms
+    are random, sizes 0.5-1.5), so a good
     SAE has a latent separating each kind. Layer 1 is layer 0 plus noise. ``nan_steps`` rows become NaN.
     """
     gen = torch.Generator().manual_seed(seed)
@@ -34,6 +35,7 @@ def write_store(
             active = list(rng.choice(np.arange(2, n_atoms), size=2, replace=False))
             active += [0] if kind == "wait" else [1] if kind == "check" else []
             mags = torch.rand(len(active), generator=gen) + 0.5
+            mags[2:] = 2.0  # the behaviour direction is strong
             vecs.append((mags[:, None] * atoms[active]).sum(0) + 0.05 * torch.randn(D, generator=gen))
             rows.append(
                 {
