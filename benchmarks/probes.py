@@ -95,6 +95,21 @@ def logit_matrix(store, rows: pd.DataFrame) -> torch.Tensor:
     return torch.as_tensor(np.nan_to_num(x), dtype=torch.float32)
 
 
+def wait_prob(store, rows: pd.DataFrame, wait_id: int) -> np.ndarray:
+    """The model's own probability of writing ``w`` (``wait``) right after each step: read from the top-3
+    distribution stored for the next step's first token (0 when ``w`` is not among the top 3 or no step follows).
+    """
+    idx = store.index[store.index.n_token_rows > 0].set_index(["trace_id", "step_index"])
+    keys = list(zip(rows.trace_id, rows.step_index + 1, strict=True))
+    have = np.array([k in idx.index for k in keys], dtype=bool)
+    out = np.zeros(len(rows))
+    if have.any():
+        nxt = idx.loc[[k for k, h in zip(keys, have, strict=True) if h]].reset_index()
+        ids, probs = store.step_tokens("topk_ids", nxt), store.step_tokens("topk_probs", nxt)
+        out[have] = [float(p[0][i[0] == wait_id].sum()) for i, p in zip(ids, probs, strict=True)]
+    return out
+
+
 def features(store, rows: pd.DataFrame, readouts, with_logits: bool) -> torch.Tensor:
     x = readout_stack(store, rows, readouts)  # [readout, n, d]
     x = x.permute(1, 0, 2).reshape(len(rows), -1)
@@ -286,10 +301,12 @@ def run(args) -> str:
                 **rep.as_dict(),
             }
         )
+    wait_id = model.tokenizer.convert_tokens_to_ids("w")
     for part, rows_, st in (("test", sel["test"], store), ("val", sel["val"], store), ("ood", ood_rows, ood)):
         b = logit_baselines(st, rows_)
         for c in BASELINES:
             step_scores[part][f"logit: {c}"] = b[c].to_numpy()
+        step_scores[part]["model's own P(wait) after the step"] = wait_prob(st, rows_, wait_id)
     report["readouts"] = pd.DataFrame(readout_rows)
 
     # 3. side by side, in distribution and out of distribution
