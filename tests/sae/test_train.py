@@ -137,3 +137,16 @@ def test_an_existing_sae_is_not_overwritten_by_accident(store_path, tmp_path):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         train_sae(store_path, HOOK, cfg, out=tmp_path / "o", progress=False)
     train_sae(store_path, HOOK, cfg, out=tmp_path / "o", progress=False, overwrite=True)
+
+
+def test_cli_trains_and_prints_held_out_metrics(store_path, tmp_path, capsys):
+    from workbench.cli import main
+
+    argv = ["train-sae", "--store", str(store_path), "--hook", HOOK, "--arch", "topk", "--width", "32", "--k", "3",
+            "--batch-size", "32", "--samples", "320", "--out", str(tmp_path / "cli"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["hook"] == HOOK and line["l0"] == 3 and line["evaluated_on"] == "held-out problems"
+    assert (tmp_path / "cli" / "cfg.json").exists()
+    assert main([*argv[:-3], "--width", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "width=0" in capsys.readouterr().err and not (tmp_path / "bad").exists()
