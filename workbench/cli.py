@@ -505,6 +505,26 @@ register_command(
 )
 
 
+# ---- train-sae -------------------------------------------------------------------------------------
+
+
+def _configure_train_sae(p: argparse.ArgumentParser) -> None:
+    from workbench.sae.command import configure
+
+    configure(p, field_docs)
+
+
+def _run_train_sae(args: argparse.Namespace) -> int:
+    from workbench.sae.command import run
+
+    return run(args)
+
+
+register_command(
+    "train-sae", "train step SAEs (sae-lens) on a store's step vectors, per hook", _configure_train_sae, _run_train_sae
+)
+
+
 # ---- demo ------------------------------------------------------------------------------------------
 
 
