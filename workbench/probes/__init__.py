@@ -9,3 +9,47 @@
 
 Every scorer returns one score per step where higher means "more likely wrong".
 """
+
+from workbench.probes.data import Target, assert_disjoint, derived_columns, grouped_folds, make_target
+from workbench.probes.linear import LinearProbe, ProbeConfig, SweepResult, fit_linear, layer_sweep
+from workbench.probes.logits import BASELINES, baseline_table, logit_baselines
+from workbench.probes.metrics import (
+    BinaryReport,
+    MetricInputError,
+    binary_report,
+    pr_points,
+    processbench_table,
+    reliability_bins,
+    roc_points,
+)
+from workbench.probes.mlp import MLPProbe, MLPProbeConfig, fit_mlp
+from workbench.probes.voting import scored_steps, trace_table, voting_table
+
+__all__ = [
+    "Target",
+    "make_target",
+    "derived_columns",
+    "grouped_folds",
+    "assert_disjoint",
+    "ProbeConfig",
+    "LinearProbe",
+    "SweepResult",
+    "fit_linear",
+    "layer_sweep",
+    "MLPProbeConfig",
+    "MLPProbe",
+    "fit_mlp",
+    "BASELINES",
+    "logit_baselines",
+    "baseline_table",
+    "BinaryReport",
+    "MetricInputError",
+    "binary_report",
+    "reliability_bins",
+    "roc_points",
+    "pr_points",
+    "processbench_table",
+    "scored_steps",
+    "trace_table",
+    "voting_table",
+]
