@@ -95,10 +95,12 @@ class _Formatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = getattr(action, "show_default", action.default)
-        if default in (None, False, argparse.SUPPRESS) or "default" in text or action.nargs == 0:
+        if default is None or default is False or default is argparse.SUPPRESS or "default" in text:
             return text
-        if isinstance(default, (tuple, list)):
-            default = " ".join(map(str, default)) or "none"
+        if action.nargs == 0:
+            return text
+        if isinstance(default, (tuple, list)):  # as typed on the command line
+            default = " ".join(repr(v) if isinstance(v, str) and " " in v else str(v) for v in default) or "none"
         return f"{text} (default: {str(default).replace('%', '%%')})"
 
 
@@ -143,9 +145,11 @@ def add_config_flags(
         kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": docs.get(f.name)}
         if tp is bool:
             kw["action"] = "store_false" if default else "store_true"
-            flag = f"--no-{f.name.replace('_', '-')}" if default else flag
+            if default:  # a field that defaults to True is turned off by --no-x
+                flag, kw["help"] = f"--no-{f.name.replace('_', '-')}", f"turn off: {docs.get(f.name, f.name)}"
         else:
-            kw |= {"type": tp, "nargs": "+" if is_list else None, "metavar": f.name.upper()}
+            metavar = f.name.upper().removesuffix("S") if is_list else f.name.upper()
+            kw |= {"type": tp, "nargs": "+" if is_list else None, "metavar": metavar}
             if f.name in (choices or {}):
                 kw["choices"] = choices[f.name]
         action = p.add_argument(flag, **kw)
