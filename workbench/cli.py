@@ -548,11 +548,31 @@ def _run_demo(args: argparse.Namespace) -> int:
 register_command("demo", "the whole pipeline, ending in an offline report", _configure_demo, _run_demo)
 
 
+# ---- steer -----------------------------------------------------------------------------------------
+
+
+def _configure_steer(p: argparse.ArgumentParser) -> None:
+    from workbench.steering.command import configure
+
+    configure(p, field_docs)
+
+
+def _run_steer(args: argparse.Namespace) -> int:
+    from workbench.steering.command import run
+
+    return run(args)
+
+
+register_command(
+    "steer", "steering sweep: alpha grid x toy problems, with a random control", _configure_steer, _run_steer
+)
+
+
 # ---- entry point -----------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="workbench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="workbench", description=plain_text(__doc__.splitlines()[0]))
     parser.add_argument("--debug", action="store_true", help="show the full traceback when a command fails")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for name, (help_text, configure, _) in _COMMANDS.items():

@@ -131,13 +131,13 @@ class SteeringVector:
 
 def check_hook(model, hook: str, what: str) -> None:
     """Raise :class:`SteeringError` unless ``hook`` is a writable hot-path hook of ``model``."""
-    from workbench.models.hookpoints import UnknownHookError
+    from workbench.models.hookpoints import UnknownHookError, resolve_site
 
     try:
-        model.validate_hooks([hook])
+        site = resolve_site(model.layout, hook)
     except UnknownHookError as e:
         raise SteeringError(f"{what}: hook={hook!r} does not fit this model. {e}") from None
-    if hook.endswith("hook_resid_mid"):
+    if not site.writable:
         raise SteeringError(
             f"{what}: hook={hook!r} is read-only on the hot path; write at hook_resid_pre/hook_resid_post instead"
         )
