@@ -2,7 +2,7 @@
 
 The bridge gives every TransformerLens hook name (attention patterns, q/k/v, …) and the familiar
 ``run_with_cache``/``hooks`` API, but booting it mutates the Hugging Face model it wraps and slows its
-forward (``shared/docs/stack-notes.md``: ≈1.9× slower on an H200). We therefore boot it on a *copy* of
+forward (``docs/hooks.md``: ≈1.9× slower on an H200). We therefore boot it on a *copy* of
 the weights, so the adapter's hot path keeps the untouched model. Compatibility mode stays off unless
 asked for; the mode is recorded in provenance because it changes activations.
 """

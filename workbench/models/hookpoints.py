@@ -1,7 +1,7 @@
 """Hook points of the hot path: TransformerLens hook names mapped onto plain PyTorch module hooks.
 
 Researchers name activations the TransformerLens way (``blocks.3.hook_resid_post``). The bridge gives
-every such name, but it roughly halves forward throughput (``shared/docs/stack-notes.md``), so capture,
+every such name, but it roughly halves forward throughput (``docs/hooks.md``), so capture,
 generation and steering run the unwrapped Hugging Face model and attach ``torch`` hooks to its decoder
 layers. This module knows which module and which side (input or output) each supported name corresponds
 to. Names outside :data:`HOT_PATH_HOOKS` need the bridge.

@@ -6,7 +6,7 @@ regression — or given. Rows whose target is null are dropped (and say so throu
 :func:`derived_columns` adds two targets SSAE probes for: the step's length in tokens and the first
 character of the next step (for the embedded model's character tokenizer, its first token).
 
-Splits are by problem, never by step (``papers.md``): :meth:`StepStore.split` hashes problem ids, and
+Splits are by problem, never by step (``docs/methods.md``): :meth:`StepStore.split` hashes problem ids, and
 :func:`grouped_folds` gives grouped cross-validation folds. :func:`assert_disjoint` refuses splits that
 share a problem.
 """

@@ -7,7 +7,7 @@ the positive class, and the reverse PR-AUC (correct steps positive, score negate
 interested in "which steps can I trust" looks at. Calibration needs probabilities: Brier score and expected
 calibration error (ECE) over equal-width bins, with the bins as a tidy table for reliability diagrams.
 
-ProcessBench (arXiv 2412.06559; ``papers.md``) scores a whole trace: the prediction is the first step whose
+ProcessBench (arXiv 2412.06559; ``docs/methods.md``) scores a whole trace: the prediction is the first step whose
 score crosses a threshold (−1 when none does), the threshold is chosen on held-out traces, and F1 is the
 harmonic mean of the accuracy on traces with an error (the predicted index must equal the gold one) and
 on error-free traces (the prediction must be −1). Trivial baselines ("always no error", "always the first

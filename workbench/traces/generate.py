@@ -1,7 +1,7 @@
 """Generation with step tracking: batched sampling on the hot path, returning segmented, aligned traces.
 
 Sampling runs Hugging Face ``generate`` on the adapter's unwrapped model (KV cache on; the bridge is slower,
-see ``stack-notes.md``). Prompts are sorted by token length before batching so that a batch pads little,
+see ``docs/hooks.md``). Prompts are sorted by token length before batching so that a batch pads little,
 and put back in order afterwards. Each batch is sampled under its own seed (``seed``, batch number) inside
 ``torch.random.fork_rng``, so the same prompts, config and seed give identical traces and the caller's
 global RNG is left untouched. Samples are reproducible for a fixed ``batch_size``: HF draws the tokens of
