@@ -69,18 +69,20 @@ def auc_table(
 ) -> pd.DataFrame:
     """ROC-AUC of every score column in ``methods`` (baselines included) per target, subset and trace length.
 
-    Subsets: ``non-answer`` (compute, wait and check queries) and ``answer``; lengths: ``all`` and bins of
-    ``n_steps`` (``length_edges``). Pairs with a NaN score are dropped for that method. Columns:
+    Subsets: ``all`` (pooled), ``non-answer`` (compute, wait and check queries) and ``answer``; lengths:
+    ``all`` and bins of ``n_steps`` (``length_edges``). Pairs with a NaN score are dropped for that method. Columns:
     ``method, target, subset, length, n_pairs, n_positive, auc``.
     """
     frame = pairs.copy()
     frame["subset"] = np.where(frame["is_answer"], "answer", "non-answer")
     frame["length"] = _lengths(frame["n_steps"], length_edges) if length_edges else "all"
     rows = []
-    for (subset, length), part in [
+    groups = [
+        (("all", "all"), frame),
         *(((s, "all"), g) for s, g in frame.groupby("subset")),
         *(frame.groupby(["subset", "length"]) if length_edges else ()),
-    ]:
+    ]
+    for (subset, length), part in groups:
         for method in methods:
             ok = part[part[method].notna()]
             for target in targets:

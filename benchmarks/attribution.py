@@ -1,0 +1,375 @@
+"""Benchmark: step-to-step attribution (Thought Anchors) against the embedded model's true dependency graph.
+
+    python benchmarks/attribution.py [--n 80] [--resample-traces 16] [--rollouts 8] [--out PATH]
+
+Traces: the model's own samples (temperature 1) on held-out toy problems; the checker's dependency labels
+give every pair of completion steps ``q > k`` its truth: **data** (``q`` reads a value ``k`` defined) and
+**control** (``k = q - 1``). Answer lines are reported apart (every method is trivially right on them). The
+traces are split in two halves by problem: anything chosen (the best single head, the receiver heads) is
+chosen on half A and scored on half B; every table is on half B, beside the baselines ``adjacent`` and
+``1/(q-k)`` and a random score on the same pairs.
+
+Measured: ROC-AUC of attention suppression (mean KL over q's tokens, and restricted to the positions
+where q reads values), the best single head's step attention and the head average; receiver score vs
+"is read by a later step"; counterfactual resampling importance vs ``on_answer_path``; speed of batched
+suppression against the same masked forwards run one at a time. Without ``--out`` nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from workbench.attribution import (
+    AttentionConfig,
+    ResamplingConfig,
+    SuppressionConfig,
+    attention_frame,
+    auc_table,
+    dependency_pairs,
+    head_kurtosis,
+    receiver_scores,
+    resampling_importance,
+    step_attention,
+    step_suppression,
+    suppression_frame,
+    top_heads,
+    vertical_scores,
+)
+from workbench.attribution.layout import pad_right, trace_tokens
+from workbench.attribution.masks import eager_attention
+from workbench.attribution.suppression import masked_logits, suppression_rows
+from workbench.labels import RolloutConfig, dependency_labels, generate_toy_traces, join_labels
+from workbench.labels.agreement import roc_auc
+from workbench.models import load_model
+from workbench.toy.evaluate import heldout_problems
+from workbench.toy.task import TaskConfig
+from workbench.traces import GenerationConfig
+from workbench.traces.io import atomic_write_bytes
+
+pd.set_option("display.width", 200)
+_T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    """Progress of the stages on stderr (the results go to stdout / --out)."""
+    print(f"[{time.perf_counter() - _T0:7.1f} s] {msg}", file=sys.stderr, flush=True)
+
+
+def make_traces(model, n: int, seed: int) -> list:
+    """Sampled, checker- and dependency-labelled traces with at least two steps."""
+    gen = GenerationConfig(max_new_tokens=200, temperature=1.0, batch_size=64, seed=seed)
+    traces = generate_toy_traces(model, heldout_problems(TaskConfig(), n), config=gen, progress=False)
+    traces = [t for t in traces if len(t.steps) >= 2]
+    return join_labels(traces, dependency_labels(traces))
+
+
+def halves(traces: list) -> tuple[list, list]:
+    """Split by problem id (sorted, alternating): half A chooses, half B scores."""
+    problems = sorted({t.problem_id for t in traces})
+    a = set(problems[::2])
+    return [t for t in traces if t.problem_id in a], [t for t in traces if t.problem_id not in a]
+
+
+def head_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Attention frame → one score column per head (``L{layer}H{head}``) plus ``head_mean``, indexed by pair."""
+    wide = frame.pivot_table(index=["trace_id", "q", "k"], columns=["layer", "head"], values="value")
+    wide.columns = [f"L{a}H{b}" for a, b in wide.columns]
+    wide["head_mean"] = wide.mean(axis=1)
+    return wide.reset_index()
+
+
+def best_head(pairs_a: pd.DataFrame, heads: list[str], target: str) -> tuple[str, float]:
+    """The head with the highest ROC-AUC for ``target`` on half A's non-answer pairs."""
+    part = pairs_a[~pairs_a["is_answer"]]
+    aucs = {h: roc_auc(part[h].tolist(), part[target].tolist()) for h in heads}
+    name = max(aucs, key=lambda h: -1 if np.isnan(aucs[h]) else aucs[h])
+    return name, aucs[name]
+
+
+def timed_suppression(model, traces: list) -> dict:
+    """Traces/s of batched suppression vs the same S+1 masked forwards run one row at a time."""
+    t0 = time.perf_counter()
+    step_suppression(model, traces, SuppressionConfig(progress=False))
+    batched = time.perf_counter() - t0
+    toks = [trace_tokens(t, model.tokenizer) for t in traces]
+    t0 = time.perf_counter()
+    with eager_attention(model.hf_model):
+        for t in toks:
+            ids = pad_right([t.input_ids], model.tokenizer.pad_token_id)
+            mask = suppression_rows([t], ids.shape[1], dtype=model.dtype)
+            for r in range(t.n_steps + 1):
+                masked_logits(model, ids, mask[r : r + 1])
+    single = time.perf_counter() - t0
+    forwards = sum(t.n_steps + 1 for t in toks)
+    return {
+        "traces": len(traces),
+        "forwards": forwards,
+        "batched_s": batched,
+        "single_s": single,
+        "batched_tps": len(traces) / batched,
+        "single_tps": len(traces) / single,
+        "ratio": single / batched,
+    }
+
+
+def receiver_result(att_a: pd.DataFrame, att_b: pd.DataFrame, traces_b: list, min_distance: int, k: int) -> dict:
+    """Receiver heads chosen on half A; receiver score vs ``read_later`` on half B."""
+    kurt = head_kurtosis(vertical_scores(att_a, min_distance=min_distance))
+    heads = top_heads(kurt, k)
+    scores = receiver_scores(vertical_scores(att_b, min_distance=min_distance), heads)
+    truth = {(t.trace_id, s.index): (s.labels["read_later"], s.kind) for t in traces_b for s in t.steps}
+    scores["read_later"] = [truth[(a, b)][0] for a, b in zip(scores.trace_id, scores.step, strict=True)]
+    scores["kind"] = [truth[(a, b)][1] for a, b in zip(scores.trace_id, scores.step, strict=True)]
+    scores["position"] = -scores["step"].astype(float)  # baseline: earlier steps have more later readers
+    rng = np.random.default_rng(0)
+    scores["random"] = rng.random(len(scores))
+    return {
+        "heads": heads,
+        "kurtosis": kurt.head(k),
+        "n_steps": len(scores),
+        "n_read": int(scores.read_later.sum()),
+        "auc": {
+            m: roc_auc(scores[m].tolist(), scores.read_later.tolist()) for m in ("receiver_score", "position", "random")
+        },
+    }
+
+
+def resampling_result(model, traces: list, n_rollouts: int, seed: int) -> dict:
+    """Counterfactual importance vs ``on_answer_path`` (answer lines left out: they are always on it)."""
+    gen = GenerationConfig(max_new_tokens=160, temperature=1.0, batch_size=256, seed=seed)
+    cfg = ResamplingConfig(rollouts=RolloutConfig(n_rollouts=n_rollouts, generation=gen), progress=False)
+    t0 = time.perf_counter()
+    frame = resampling_importance(model, traces, cfg)
+    seconds = time.perf_counter() - t0
+    truth = {(t.trace_id, s.index): s.labels["on_answer_path"] for t in traces for s in t.steps}
+    frame["on_answer_path"] = [truth[(a, b)] for a, b in zip(frame.trace_id, frame.step, strict=True)]
+    part = frame[(frame.kind != "answer")].copy()
+    part["position"] = part["step"].astype(float)
+    part["random"] = np.random.default_rng(0).random(len(part))
+    aucs = {}
+    for m in ("importance_acc", "importance_kl", "position", "random"):
+        ok = part[part[m].notna()]
+        aucs[m] = (roc_auc(ok[m].tolist(), ok.on_answer_path.tolist()), len(ok))
+    return {
+        "frame": frame,
+        "aucs": aucs,
+        "n_steps": len(part),
+        "n_on_path": int(part.on_answer_path.sum()),
+        "seconds": seconds,
+        "rollouts": int((len(traces) + sum(len(t.steps) for t in traces)) * n_rollouts),
+        "mean_different": float(frame.n_different.mean()),
+    }
+
+
+ALL_TRACES_METHODS = ["kl", "kl_read", "head_mean", "adjacent", "inverse_distance", "random"]
+
+
+def fmt(x: float) -> str:
+    return "—" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
+
+
+METHOD_NAMES = {
+    "kl": "suppression, mean KL over q's tokens",
+    "kl_read": "suppression, KL at q's read positions",
+    "best_head_data": "best single head (chosen on half A for data)",
+    "best_head_control": "best single head (chosen on half A for control)",
+    "head_mean": "head-averaged step attention",
+    "adjacent": "baseline: adjacent step",
+    "inverse_distance": "baseline: 1/(q−k)",
+    "random": "random score",
+}
+
+
+def auc_of(table: pd.DataFrame, method: str, target: str, subset: str, length: str = "all") -> str:
+    row = table[
+        (table.method == method) & (table.target == target) & (table.subset == subset) & (table.length == length)
+    ]
+    return fmt(row.auc.item()) if len(row) else "—"
+
+
+def auc_markdown(table: pd.DataFrame, subsets: list[str], methods: list[str]) -> list[str]:
+    head = "| method | " + " | ".join(f"data, {s}" for s in subsets) + " | control, non-answer |"
+    lines = [head, "|---" * (len(subsets) + 2) + "|"]
+    for m in methods:
+        cells = [auc_of(table, m, "data", s) for s in subsets] + [auc_of(table, m, "control", "non-answer")]
+        lines.append(f"| {METHOD_NAMES[m]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def length_markdown(table: pd.DataFrame, target: str) -> list[str]:
+    part = table[(table.target == target) & (table.subset == "non-answer") & (table.length != "all")]
+    lengths = sorted(part.length.unique(), key=lambda s: int(s.split("-")[0].rstrip("+")))
+    n = {ln: int(part[part.length == ln].n_pairs.max()) for ln in lengths}
+    lines = ["| method | " + " | ".join(f"{ln} steps (n={n[ln]})" for ln in lengths) + " |"]
+    lines.append("|---" * (len(lengths) + 1) + "|")
+    skip = "best_head_control" if target == "data" else "best_head_data"
+    for m in (m for m in METHOD_NAMES if m != skip):
+        lines.append(
+            f"| {METHOD_NAMES[m]} | " + " | ".join(auc_of(table, m, target, "non-answer", ln) for ln in lengths) + " |"
+        )
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=80, help="held-out problems (one sampled trace each)")
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed")
+    ap.add_argument("--resample-traces", type=int, default=16, help="half-B traces used for resampling importance")
+    ap.add_argument("--rollouts", type=int, default=8, help="rollouts per prefix for resampling importance")
+    ap.add_argument("--speed-traces", type=int, default=20, help="traces timed batched vs one forward at a time")
+    ap.add_argument("--min-distance", type=int, default=2, help="receivers: leave out queries closer than this")
+    ap.add_argument("--top-heads", type=int, default=3, help="receivers: number of receiver heads")
+    ap.add_argument("--model", default=None, help="model folder (default: the embedded model)")
+    ap.add_argument("--out", default=None, help="write the markdown results here (nothing is written without it)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    model = load_model(args.model, device="cpu")
+    load_before = os.getloadavg()[0]
+    t_start = time.perf_counter()
+
+    log("sampling traces")
+    traces = make_traces(model, args.n, args.seed)
+    log(f"{len(traces)} traces; suppression")
+    half_a, half_b = halves(traces)
+    pairs = dependency_pairs(traces)
+    sup = suppression_frame(step_suppression(model, traces, SuppressionConfig(progress=False)))
+    log("step attention")
+    att = attention_frame(step_attention(model, traces, AttentionConfig(progress=False)))
+    att_pairs = att[att["distance"] > 0]
+    wide = head_columns(att_pairs[att_pairs["k"] >= 0])
+    heads = [c for c in wide.columns if c.startswith("L")]
+    pairs = pairs.merge(sup, on=["trace_id", "q", "k", "distance"], how="left").merge(wide, on=["trace_id", "q", "k"])
+    pairs["random"] = np.random.default_rng(0).random(len(pairs))
+    ids_a = {t.trace_id for t in half_a}
+    pairs_a, pairs_b = pairs[pairs.trace_id.isin(ids_a)], pairs[~pairs.trace_id.isin(ids_a)].copy()
+    chosen = {}
+    for target in ("data", "control"):
+        name, auc_a = best_head(pairs_a, heads, target)
+        chosen[target] = (name, auc_a)
+        pairs_b[f"best_head_{target}"] = pairs_b[name]
+    methods = list(METHOD_NAMES)
+    table_b = auc_table(pairs_b, methods)
+    table_all = auc_table(
+        pairs, ["kl", "kl_read", "head_mean", "adjacent", "inverse_distance", "random"], length_edges=None
+    )
+
+    log("receivers")
+    rec = receiver_result(
+        att[att.trace_id.isin(ids_a)], att[~att.trace_id.isin(ids_a)], half_b, args.min_distance, args.top_heads
+    )
+    log("resampling")
+    res = resampling_result(model, half_b[: args.resample_traces], args.rollouts, args.seed)
+    log("speed")
+    speed = timed_suppression(model, traces[: args.speed_traces])
+    total = time.perf_counter() - t_start
+    log("done")
+
+    non_answer = pairs_b[~pairs_b.is_answer]
+    kinds = pd.Series([s.kind for t in traces for s in t.steps]).value_counts().to_dict()
+    n_err = sum(not s.labels["correct"] for t in traces for s in t.steps if s.kind == "compute")
+    acc = np.mean([bool(t.answer_correct) for t in traces])
+    prov = model.provenance()
+    cmd = "python benchmarks/attribution.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = [
+        "# Step-to-step attribution (Thought Anchors) vs the true dependency graph",
+        "",
+        f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()} "
+        f"({os.cpu_count()} CPU cores, no GPU; load average {load_before:.1f} at the start — the machine was shared "
+        f"with a training run and other jobs, so timings are noisy), torch {torch.__version__}, float32.",
+        f"Command: `{cmd.strip()}`. Total {total:.0f} s.",
+        f"Model: `{prov['path']}` (weights sha256 {prov['weights_sha256'][:12]}…).",
+        "",
+        f"Traces: {len(traces)} sampled traces (temperature 1, one per held-out problem, 2–5 statements, "
+        "at least two steps), "
+        f"final-answer accuracy {acc:.1%}; steps by kind {kinds}; {n_err} wrong compute steps. "
+        f"Split by problem: half A {len(half_a)} traces (chooses heads), half B {len(half_b)} traces (scored).",
+        f"Pairs of completion steps q > k on half B: {len(non_answer)} with a non-answer query "
+        f"({int(non_answer.data.sum())} data dependencies, {int(non_answer.control.sum())} control), "
+        f"{int(pairs_b.is_answer.sum())} with the answer line as query.",
+        "",
+        "## ROC-AUC on half B (held-out problems)",
+        "",
+        *auc_markdown(table_b, ["all", "non-answer", "answer"], list(METHOD_NAMES)),
+        "",
+        f"Best single head for data chosen on half A: {chosen['data'][0]} (half-A AUC {fmt(chosen['data'][1])}); "
+        f"for control: {chosen['control'][0]} (half-A AUC {fmt(chosen['control'][1])}). "
+        "Heads are `L{layer}H{head}`; step attention is the mean over q's tokens of the mean attention to k's "
+        "tokens. `all` pools answer and non-answer queries.",
+        "",
+        "Suppression needs no choice, so it is also scored on all traces (both halves):",
+        "",
+        *auc_markdown(table_all, ["all", "non-answer", "answer"], ALL_TRACES_METHODS),
+    ]
+    out += [
+        "",
+        "### By trace length (half B, non-answer queries), data dependencies",
+        "",
+        *length_markdown(table_b, "data"),
+        "",
+        "### By trace length (half B, non-answer queries), control dependency (k = q − 1)",
+        "",
+        *length_markdown(table_b, "control"),
+        "",
+        "## Receiver heads",
+        "",
+        f"Top {args.top_heads} heads by mean kurtosis of vertical scores on half A (min distance {args.min_distance}): "
+        + ", ".join(f"L{a}H{b}" for a, b in rec["heads"])
+        + f'. Receiver score (mean vertical score over them) vs "is read by a later step" on half B: {rec["n_steps"]} '
+        f"steps with a step ≥ {args.min_distance} later, {rec['n_read']} of them read later.",
+        "",
+        "| score | ROC-AUC |",
+        "|---|---|",
+        f"| receiver score | {fmt(rec['auc']['receiver_score'])} |",
+        f"| baseline: earlier step (−index) | {fmt(rec['auc']['position'])} |",
+        f"| random | {fmt(rec['auc']['random'])} |",
+        "",
+        "## Counterfactual importance by resampling",
+        "",
+        f"{args.resample_traces} half-B traces, {args.rollouts} rollouts per prefix (S+1 prefixes per trace: "
+        f"{res['rollouts']} rollouts in all, {res['seconds']:.0f} s), toy similarity (a resample counts when it "
+        f"states a different statement or value; on average {res['mean_different']:.1f} of {args.rollouts} did). "
+        f"Scored against `on_answer_path` on {res['n_steps']} non-answer steps ({res['n_on_path']} on the path):",
+        "",
+        "| score | ROC-AUC | steps scored |",
+        "|---|---|---|",
+    ]
+    for m, label in [
+        ("importance_acc", "importance: accuracy(keep) − accuracy(different)"),
+        ("importance_kl", "importance: KL(answers keep ‖ different)"),
+        ("position", "baseline: later step (index)"),
+        ("random", "random"),
+    ]:
+        auc, n = res["aucs"][m]
+        out.append(f"| {label} | {fmt(auc)} | {n} |")
+    out += [
+        "",
+        "## Speed of suppression",
+        "",
+        f"{speed['traces']} traces, {speed['forwards']} masked forwards (S + 1 per trace), eager attention, CPU:",
+        "",
+        "| run | seconds | traces/s |",
+        "|---|---|---|",
+        f"| batched (copies and traces share a forward) | {speed['batched_s']:.2f} | {speed['batched_tps']:.1f} |",
+        f"| one masked forward at a time | {speed['single_s']:.2f} | {speed['single_tps']:.1f} |",
+        f"| ratio | {speed['ratio']:.1f}× | |",
+        "",
+    ]
+    text = "\n".join(out)
+    print(text)
+    if args.out:
+        atomic_write_bytes(Path(args.out), text.encode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
