@@ -88,3 +88,28 @@ def test_empty_and_wrong_inputs_are_refused_before_anything_is_written(tiny_mode
     assert not (tmp_path / "s").exists()
     gen = (t for t in aligned[:2])  # a generator works: its first item is put back
     assert step_activations(gen, tiny_model, cfg).index.trace_id.nunique() == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"poolings": "boundary"}, r"poolings='boundary': give a tuple, e.g. poolings=\('boundary',\)"),
+        ({"layers": 2}, r"layers=2: give a tuple, e.g. layers=\(2,\)"),
+        ({"hooks": "blocks.1.hook_resid_post"}, r"give a tuple, e.g. hooks=\('blocks.1.hook_resid_post',\)"),
+        ({"layers": ("1",)}, "give layer indices as ints"),
+        ({"batch_size": "8"}, "batch_size='8': give an int"),
+        ({"token_features": {"top_k": 2}}, "give a TokenFeatureConfig"),
+    ],
+)
+def test_config_type_errors_say_what_to_pass(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        CaptureConfig(**kwargs)
+
+
+def test_config_accepts_lists_and_numpy_ints():
+    import numpy as np
+
+    cfg = CaptureConfig(layers=[np.int64(1), 2], poolings=["boundary"])
+    assert cfg.layers == (1, 2) and cfg.poolings == ("boundary",)
+    with pytest.raises(TypeError, match="hooks="):
+        TokenFeatureConfig(hooks="blocks.0.hook_resid_post")
