@@ -26,11 +26,13 @@ def test_attribute_writes_a_tidy_table(tmp_path, tiny_model_dir, toy_traces, met
         assert {"layer", "head", "q", "k", "value"} <= set(frame.columns)
 
 
-def test_attribute_rejects_bad_input_before_writing(tmp_path, toy_traces):
+def test_attribute_rejects_bad_input_before_writing(tmp_path, toy_traces, capsys):
     traces = tmp_path / "traces.jsonl"
     save_traces(toy_traces, traces)
-    with pytest.raises(SystemExit, match="parquet or .csv"):
-        main(["attribute", "--traces", str(traces), "--method", "attention", "--out", str(tmp_path / "x.txt")])
-    with pytest.raises(SystemExit, match="no such file"):
-        main(["attribute", "--traces", str(tmp_path / "nope.jsonl"), "--method", "attention", "--out", "x.csv"])
-    assert not list(tmp_path.glob("*.csv")) and not (tmp_path / "x.txt").exists()
+    assert main(["attribute", "--traces", str(traces), "--method", "attention", "--out", str(tmp_path / "x.txt")]) == 2
+    assert "parquet or .csv" in capsys.readouterr().err
+    out = tmp_path / "x.csv"
+    missing = str(tmp_path / "nope.jsonl")
+    assert main(["attribute", "--traces", missing, "--method", "attention", "--out", str(out)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "x.txt").exists()

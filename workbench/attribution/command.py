@@ -82,12 +82,12 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.suffix not in (".parquet", ".csv"):
-        raise SystemExit(f"--out {out}: use a .parquet or .csv file name")
+        raise ValueError(f"--out {out}: use a .parquet or .csv file name")
     if not Path(args.traces).is_file():
-        raise SystemExit(f"--traces {args.traces}: no such file")
+        raise ValueError(f"--traces {args.traces}: no such file; give a traces file (.jsonl or .parquet)")
     traces = _with_dependencies([t for t in load_traces(args.traces) if t.steps])
     if not traces:
-        raise SystemExit(f"--traces {args.traces}: no trace has steps; segment the traces first")
+        raise ValueError(f"--traces {args.traces}: no trace has steps; segment the traces first")
     model = load_model(args.model, device=args.device)
     frame = _compute(args, model, traces)
     out.parent.mkdir(parents=True, exist_ok=True)
