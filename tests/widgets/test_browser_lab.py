@@ -29,9 +29,10 @@ SHOTS = Path(os.environ.get("WORKBENCH_SCREENSHOTS", REPO / "artifacts" / "runs"
 
 # Each panel of the quick start: its CSS class and the widget parts that must have rendered inside it.
 PANELS = {
+    "wb-probe-lab": [".widget-dropdown select", ".widget-select-multiple select", ".wb-progress", ".widget-output"],
     "wb-trace-viewer": [".widget-dropdown select", ".widget-select select", ".wb-step", ".wb-step-detail"],
 }
-N_CHARTS = 0  # Altair charts the notebook draws (each must have marks)
+N_CHARTS = 3  # the step strip, the probe layer curve and the reliability diagram (each must have marks)
 
 
 @pytest.fixture(scope="module")

@@ -125,3 +125,25 @@ def test_errors_show_in_the_panel(toy_traces):
     assert "wb-error" in viewer.status.value and "no SAE loaded" in viewer.status.value
     with pytest.raises(ValueError, match="traces is empty"):
         TraceViewer([])
+
+
+def test_attribution_tables_become_dependency_edges(toy_traces):
+    t = toy_traces[0]
+    long = pd.DataFrame(
+        {"trace_id": t.trace_id, "q": [1, 2, 2], "k": [0, 0, 1], "kl": [0.5, 0.1, 2.0], "kl_read": float("nan")}
+    )
+    edges = wt.dependency_edges(long)  # kl_read is empty here, so kl is the weight
+    assert edges.to_dict("list") == {
+        "trace_id": [t.trace_id] * 3,
+        "source": [0, 0, 1],
+        "target": [1, 2, 2],
+        "weight": [0.5, 0.1, 2.0],
+    }
+    viewer = TraceViewer(toy_traces, dependencies=long)
+    viewer.step_select.value = 2
+    earlier = viewer.detail.value.split("depends on")[1].split("used by")[0]
+    assert earlier.index(t.steps[1].text) < earlier.index(t.steps[0].text)  # strongest first
+    viewer.trace_select.value = toy_traces[1].trace_id
+    assert "not computed for this trace" in viewer.detail.value
+    with pytest.raises(ValueError, match="source/target or q/k"):
+        wt.dependency_edges(pd.DataFrame({"trace_id": ["x"], "a": [1]}))

@@ -18,10 +18,12 @@ import ipywidgets as W
 import pandas as pd
 
 from workbench.traces.types import Step, Trace
+from workbench.viz import charts
+from workbench.viz import widgets_probes as wp
 from workbench.viz import widgets_traces as wt
 from workbench.viz.widgets_jobs import Job
 
-__all__ = ["TraceViewer"]
+__all__ = ["TraceViewer", "ProbeLab", "FeatureBrowser"]
 
 LatentSource = pd.DataFrame | Callable[[Trace, Step], pd.DataFrame]
 
@@ -38,7 +40,9 @@ class TraceViewer(W.VBox):
         scores: per-step numeric columns keyed by ``trace_id, step_index`` (probe/head scores, soft labels).
         latents: top SAE latents per step: a table with ``trace_id, step_index, latent, activation``, or a
             function ``(trace, step) -> table`` (run in a background thread when a step is selected).
-        dependencies: attribution edges ``trace_id, source, target, weight`` (``target`` depends on ``source``).
+        dependencies: attribution edges ``trace_id, source, target, weight`` (``target`` depends on ``source``),
+            or attribution's own long tables (``trace_id, q, k`` and a weight such as ``kl``).
+        dependency_weight: the weight column of ``dependencies`` (default: found by name).
         colour_by: the initial colouring column (a label or a score).
         top_k: latents shown per step.
     """
@@ -50,6 +54,7 @@ class TraceViewer(W.VBox):
         scores: pd.DataFrame | None = None,
         latents: LatentSource | None = None,
         dependencies: pd.DataFrame | None = None,
+        dependency_weight: str | None = None,
         colour_by: str = "correct",
         top_k: int = 5,
     ) -> None:
@@ -58,6 +63,8 @@ class TraceViewer(W.VBox):
         self.traces = {t.trace_id: t for t in traces}
         self.frame = wt.step_frame(list(traces), scores)
         self.score_names = wt.score_columns(self.frame)
+        if dependencies is not None:
+            dependencies = wt.dependency_edges(dependencies, dependency_weight)
         self.latents, self.dependencies, self.top_k = latents, dependencies, top_k
         self._job: Job | None = None
         labels = wt.label_columns(self.frame)
@@ -194,3 +201,189 @@ class TraceViewer(W.VBox):
 def _for_step(table: pd.DataFrame, trace_id: str, step_index: int) -> pd.DataFrame:
     rows = table[(table["trace_id"] == trace_id) & (table["step_index"] == step_index)]
     return rows.sort_values("activation", ascending=False) if "activation" in rows.columns else rows
+
+
+def _show_chart(out: W.Output, chart) -> None:
+    """Replace ``out``'s content with ``chart`` (safe from a worker thread: no ``with out`` context)."""
+    out.outputs = ()
+    out.append_display_data(chart)
+
+
+class _Progress(W.HBox):
+    """A progress bar, its message, and a cancel button wired to the running job."""
+
+    def __init__(self) -> None:
+        self.bar = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="240px"))
+        self.message = W.Label("")
+        self.cancel = W.Button(description="cancel", icon="stop", disabled=True)
+        super().__init__([self.bar, self.message, self.cancel])
+        self.add_class("wb-progress")
+
+    def update(self, fraction: float, message: str) -> None:
+        self.bar.value, self.message.value = fraction, message
+
+
+class ProbeLab(W.VBox):
+    """Train probes on a store: pick a target, layers and probe kind; fit in the background; see the charts.
+
+    The layer curve (held-out ROC-AUC per layer, validation and test) and the reliability diagram of the best
+    validation layer (on test steps) appear when the job finishes; ``result`` then holds the tables. The kernel
+    stays responsive while it trains, and ``cancel`` stops it between layers.
+
+    Args:
+        store: a :class:`~workbench.store.StepStore` with captured step vectors and label columns.
+        target: the initial target column (default: ``label_correct`` when present).
+        pooling: the read-out pooling (must be in the store).
+    """
+
+    def __init__(self, store, *, target: str | None = None, pooling: str = "boundary") -> None:
+        charts.enable_offline()
+        self.store, self.result, self.job = store, None, None
+        targets = wp.probe_targets(store.index)
+        if not targets:
+            raise ValueError("ProbeLab: the store index has no label_* column to probe; add labels first")
+        default = target or ("label_correct" if "label_correct" in targets else targets[0])
+        self.target = W.Dropdown(options=targets, value=default, description="target")
+        self.hooks = W.SelectMultiple(options=store.hooks, value=tuple(store.hooks), description="layers", rows=4)
+        self.pooling = W.Dropdown(options=store.poolings, value=pooling, description="pooling")
+        self.kind = W.ToggleButtons(options=wp.PROBE_KINDS, value="linear", description="probe")
+        self.train = W.Button(description="train", icon="play", button_style="primary")
+        self.progress = _Progress()
+        self.curve, self.reliability = W.Output(), W.Output()
+        self.status = W.HTML()
+        self.train.on_click(lambda _b: self.start())
+        self.progress.cancel.on_click(lambda _b: self.cancel())
+        controls = W.HBox([W.VBox([self.target, self.pooling, self.kind]), self.hooks])
+        super().__init__([controls, W.HBox([self.train, self.progress]), W.HBox([self.curve, self.reliability]),
+                          self.status])  # fmt: skip
+        self.add_class("wb-probe-lab")
+
+    def start(self) -> Job:
+        """Start training in a background thread (what the train button does); returns the job."""
+        self.status.value = ""
+        self.train.disabled, self.progress.cancel.disabled = True, False
+        target, hooks, pooling, kind = self.target.value, list(self.hooks.value), self.pooling.value, self.kind.value
+
+        def work(ctx):
+            return wp.run_probe_sweep(self.store, target, hooks, pooling=pooling, kind=kind, ctx=ctx)
+
+        self.job = Job(work, on_progress=self.progress.update, on_done=self._done, on_error=self._failed,
+                       on_cancel=self._cancelled).start()  # fmt: skip
+        return self.job
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def _finish(self) -> None:
+        self.train.disabled, self.progress.cancel.disabled = False, True
+
+    def _done(self, result: wp.ProbeLabResult) -> None:
+        self.result = result
+        try:
+            metric = "roc_auc" if "roc_auc" in result.table else _first_metric(result.table)
+            _show_chart(self.curve, charts.probe_layer_sweep(result.table.assign(method=result.table["split"]), metric))
+            if len(result.scores):
+                best = result.best_layer(metric)
+                _show_chart(self.reliability, charts.reliability_diagram(wp.reliability_table(result.scores, best)))
+        except Exception as exc:
+            self.status.value = wt.error_html("charts", exc)
+        self._finish()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.status.value = wt.error_html("training", exc)
+        self.progress.update(0.0, "failed")
+        self._finish()
+
+    def _cancelled(self) -> None:
+        self.progress.message.value = "cancelled"
+        self._finish()
+
+
+def _first_metric(table: pd.DataFrame) -> str:
+    skip = {"hook", "layer", "pooling", "target", "split", "kind"}
+    return next(c for c in table.columns if c not in skip and pd.api.types.is_numeric_dtype(table[c]))
+
+
+class FeatureBrowser(W.VBox):
+    """Look at one SAE latent at a time: rank latents by AUROC against a label, pick one, see its top steps,
+    its activation histogram, which label values its steps have, and where it sits in the decoder map.
+
+    Args:
+        sae: a trained step SAE (:class:`workbench.sae.TrainedSAE`), on a hook and pooling of ``store``.
+        store: the store to encode (every captured step, or ``rows``).
+        label: the label column latents are ranked against (``label_*`` columns of the store index).
+        rows: a slice of ``store.index`` to encode (e.g. held-out problems); default every captured step.
+        k: top steps shown.
+    """
+
+    def __init__(self, sae, store, *, label: str = "label_correct", rows: pd.DataFrame | None = None, k: int = 8):
+        from workbench.sae import decoder_map, encode_store  # sae-lens loads slowly: only when this panel is used
+        from workbench.viz import widgets_features as wf
+
+        self._wf = wf
+        charts.enable_offline()
+        self.acts = encode_store(sae, store, rows=rows)
+        self.k = k
+        self.points = decoder_map(sae.decoder, method="pca")
+        labels = [c for c in self.acts.steps.columns if c.startswith("label_") and self.acts.steps[c].nunique() > 1]
+        if label not in labels:
+            raise ValueError(f"FeatureBrowser: label={label!r} is not a label with two values; choose from {labels}")
+        self.label = W.Dropdown(options=labels, value=label, description="label")
+        self.positive = W.Dropdown(description="positive")
+        self.latent = W.Dropdown(description="latent", layout=W.Layout(width="320px"))
+        self.top_steps, self.histogram, self.association = W.HTML(), W.HTML(), W.HTML()
+        self.map = W.Output()
+        self.status = W.HTML()
+        self.label.observe(self._on_label, names="value")
+        self.positive.observe(self._on_rank, names="value")
+        self.latent.observe(self._on_latent, names="value")
+        super().__init__(
+            [
+                W.HBox([self.label, self.positive, self.latent]),
+                self.top_steps,
+                W.HBox([self.histogram, self.association, self.map]),
+                self.status,
+            ]
+        )
+        self.add_class("wb-feature-browser")
+        self._on_label()
+
+    def _guard(self, where: str, fn: Callable[[], None]) -> None:
+        self.status.value = ""
+        try:
+            fn()
+        except Exception as exc:
+            self.status.value = wt.error_html(where, exc)
+
+    def _on_label(self, _change=None) -> None:
+        def run():
+            values = sorted(self.acts.steps[self.label.value].dropna().unique(), key=str)
+            self.positive.options = [(str(v), v) for v in values]
+            self.positive.value = True if True in values else values[0]
+            self._on_rank()
+
+        self._guard("label", run)
+
+    def _on_rank(self, _change=None) -> None:
+        def run():
+            positive = None if self.positive.value is True else self.positive.value
+            self.ranked = self._wf.rank_latents(self.acts, self.label.value, positive)
+            options = self._wf.latent_choices(self.ranked)
+            self.latent.options = options
+            self.latent.value = options[0][1] if options else None
+            self._on_latent()
+
+        self._guard("ranking", run)
+
+    def _on_latent(self, _change=None) -> None:
+        def run():
+            j = self.latent.value
+            if j is None:
+                return
+            self.top_steps.value = self._wf.top_steps_html(self.acts, j, self.k, (self.label.value,))
+            self.histogram.value = self._wf.histogram_html(self._wf.latent_values(self.acts, j))
+            self.association.value = self._wf.association_html(self.acts, j, self.label.value)
+            _show_chart(self.map, charts.decoder_geometry(self._wf.map_points(self.points, j)))
+
+        self._guard("latent", run)

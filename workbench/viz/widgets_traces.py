@@ -17,6 +17,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from workbench.traces.types import Step, Trace
@@ -31,6 +32,7 @@ __all__ = [
     "step_colours",
     "trace_html",
     "step_detail_html",
+    "dependency_edges",
     "error_html",
 ]
 
@@ -172,7 +174,7 @@ def _table(rows: Sequence[tuple[str, object]], title: str) -> str:
 
 
 def _fmt(v: object) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+    return f"{v:.3f}" if isinstance(v, float | np.floating) else str(v)
 
 
 def step_detail_html(
@@ -195,8 +197,10 @@ def step_detail_html(
         cols = [c for c in ("latent", "activation", "description") if c in latents.columns]
         rows = [(r["latent"], ", ".join(_fmt(r[c]) for c in cols[1:])) for _, r in latents.iterrows()]
         parts.append(_table(rows, "top SAE latents"))
-    if dependencies is not None and not dependencies.empty:
-        text = {s.index: s.text for s in trace.steps}
+    if dependencies is not None and dependencies.empty:
+        parts.append("<div class='wb-detail-depends'><b>dependencies</b><br><i>not computed for this trace</i></div>")
+    elif dependencies is not None:
+        text = {s.index: s.text for s in trace.steps} | {-1: "(prompt)"}
         earlier = dependencies[dependencies["target"] == step.index].sort_values("weight", ascending=False)
         later = dependencies[dependencies["source"] == step.index].sort_values("weight", ascending=False)
         parts.append(
@@ -207,6 +211,28 @@ def step_detail_html(
         )
     parts.append("</div></div>")
     return "".join(parts)
+
+
+def dependency_edges(table: pd.DataFrame, weight: str | None = None) -> pd.DataFrame:
+    """Attribution results as edges ``trace_id, source, target, weight`` (``target`` depends on ``source``).
+
+    Takes either that form or attribution's long format (``q`` the later step, ``k`` the earlier one, step
+    ``-1`` the prompt) with a weight column: ``weight`` or the first of ``kl, kl_read, importance, value`` with values.
+    """
+    if {"source", "target"} <= set(table.columns):
+        edges = table.rename(columns={weight: "weight"}) if weight else table
+    elif {"q", "k"} <= set(table.columns):
+        found = [c for c in ("kl", "kl_read", "importance", "value") if c in table.columns and table[c].notna().any()]
+        col = weight or (found[0] if found else None)
+        if col is None:
+            raise ValueError(f"dependencies: no weight column among {list(table.columns)}; pass dependency_weight")
+        edges = table.rename(columns={"q": "target", "k": "source", col: "weight"})
+    else:
+        raise ValueError(f"dependencies: need columns source/target or q/k (attribution); have {list(table.columns)}")
+    if "trace_id" not in edges.columns or "weight" not in edges.columns:
+        raise ValueError(f"dependencies: need trace_id and a weight column; have {list(table.columns)}")
+    edges = edges[["trace_id", "source", "target", "weight"]]
+    return edges[pd.to_numeric(edges["weight"], errors="coerce").notna()].reset_index(drop=True)
 
 
 def error_html(where: str, exc: BaseException) -> str:
