@@ -23,7 +23,7 @@ from workbench.viz import widgets_probes as wp
 from workbench.viz import widgets_traces as wt
 from workbench.viz.widgets_jobs import Job
 
-__all__ = ["TraceViewer", "ProbeLab", "FeatureBrowser"]
+__all__ = ["TraceViewer", "ProbeLab", "FeatureBrowser", "SteeringLab"]
 
 LatentSource = pd.DataFrame | Callable[[Trace, Step], pd.DataFrame]
 
@@ -387,3 +387,95 @@ class FeatureBrowser(W.VBox):
             _show_chart(self.map, charts.decoder_geometry(self._wf.map_points(self.points, j)))
 
         self._guard("latent", run)
+
+
+class SteeringLab(W.VBox):
+    """Steer generation: pick a vector and a problem, drag α, compare unsteered and steered traces side by
+    side; *run sweep* runs the α grid with an equal-norm random control and draws the dose-response chart.
+
+    Args:
+        model: the model to steer (a :class:`~workbench.models.WorkbenchModel`).
+        vectors: named steering vectors (:class:`~workbench.steering.SteeringVector`: diff-of-means, an SAE
+            latent's decoder column, a behaviour vector, a probe direction).
+        problems: toy problems to generate for (the sweep uses all of them; the pair view one at a time).
+        alphas: the sweep's α grid (the slider spans it).
+    """
+
+    def __init__(self, model, vectors: dict, problems: Sequence, *, alphas: Sequence[float] = (0.0, 1.0, 2.0)):
+        from workbench.viz import widgets_steering as ws  # steering loads only when this panel is used
+
+        if not vectors or not problems:
+            raise ValueError("SteeringLab: give at least one vector and one problem")
+        charts.enable_offline()
+        self._ws, self.model, self.vectors, self.problems = ws, model, dict(vectors), list(problems)
+        self.alphas, self.pair, self.rows, self.summary, self.job = tuple(alphas), None, None, None, None
+        self.vector = W.Dropdown(options=list(self.vectors), description="vector")
+        choices = [(p.problem_id, i) for i, p in enumerate(self.problems)]
+        self.problem = W.Dropdown(options=choices, description="problem")
+        lo, hi = min(min(alphas), -1.0), max(max(alphas), 1.0)
+        self.alpha = W.FloatSlider(value=max(alphas), min=lo, max=hi, step=0.25, description="α")
+        self.seed = W.IntText(value=0, description="seed", layout=W.Layout(width="160px"))
+        self.positions = W.Dropdown(options=["boundary", "all"], value="boundary", description="edit at")
+        self.gen_button = W.Button(description="generate", icon="play", button_style="primary")
+        self.sweep_button = W.Button(description="run sweep", icon="line-chart")
+        self.progress = _Progress()
+        self.side_by_side, self.chart, self.status = W.HTML(), W.Output(), W.HTML()
+        self.gen_button.on_click(lambda _b: self.generate())
+        self.sweep_button.on_click(lambda _b: self.sweep())
+        self.progress.cancel.on_click(lambda _b: self.job is not None and self.job.cancel())
+        super().__init__([W.HBox([self.vector, self.problem, self.seed]), W.HBox([self.alpha, self.positions]),
+                          W.HBox([self.gen_button, self.sweep_button, self.progress]),
+                          self.side_by_side, self.chart, self.status])  # fmt: skip
+        self.add_class("wb-steering-lab")
+
+    def _run(self, work, done, what: str) -> Job:
+        self.status.value = ""
+        self.gen_button.disabled = self.sweep_button.disabled = True
+        self.progress.cancel.disabled = False
+
+        def finish(*_):
+            self.gen_button.disabled = self.sweep_button.disabled = False
+            self.progress.cancel.disabled = True
+
+        def ok(result):
+            try:
+                done(result)
+            except Exception as exc:
+                self.status.value = wt.error_html(what, exc)
+            finish()
+
+        def failed(exc):
+            self.status.value = wt.error_html(what, exc)
+            finish()
+
+        self.job = Job(work, on_progress=self.progress.update, on_done=ok, on_error=failed,
+                       on_cancel=lambda: (self.progress.update(0.0, "cancelled"), finish())).start()  # fmt: skip
+        return self.job
+
+    def generate(self) -> Job:
+        """Sample the chosen problem unsteered and steered at the slider's α (background thread)."""
+        vec, prob = self.vectors[self.vector.value], self.problems[self.problem.value]
+        alpha, seed, at = float(self.alpha.value), int(self.seed.value), self.positions.value
+
+        def work(ctx):
+            ctx.progress(0.0, "generating")
+            return self._ws.steered_pair(self.model, vec, prob, alpha, seed=seed, positions=at)
+
+        def done(pair):
+            self.pair, self.side_by_side.value = pair, self._ws.pair_html(pair)
+            self.progress.update(1.0, "done")
+
+        return self._run(work, done, "generation")
+
+    def sweep(self) -> Job:
+        """Run the α grid on every problem with the random control; draw the dose-response chart."""
+        vec, at = self.vectors[self.vector.value], self.positions.value
+
+        def work(ctx):
+            return self._ws.dose_sweep(self.model, vec, self.problems, self.alphas, ctx=ctx, positions=at)
+
+        def done(rows):
+            self.rows, self.summary = rows, self._ws.dose_table(rows)
+            _show_chart(self.chart, charts.dose_response(self.summary))
+
+        return self._run(work, done, "sweep")
