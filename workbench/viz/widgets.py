@@ -23,7 +23,7 @@ from workbench.viz import widgets_probes as wp
 from workbench.viz import widgets_traces as wt
 from workbench.viz.widgets_jobs import Job
 
-__all__ = ["TraceViewer", "ProbeLab", "FeatureBrowser", "SteeringLab"]
+__all__ = ["TraceViewer", "ProbeLab", "FeatureBrowser", "SteeringLab", "UncertaintyMonitor"]
 
 LatentSource = pd.DataFrame | Callable[[Trace, Step], pd.DataFrame]
 
@@ -479,3 +479,61 @@ class SteeringLab(W.VBox):
             _show_chart(self.chart, charts.dose_response(self.summary))
 
         return self._run(work, done, "sweep")
+
+
+class UncertaintyMonitor(W.VBox):
+    """Generate live and watch each step's uncertainty-head score appear the moment the step is written.
+
+    Args:
+        model: the generating model.
+        head: a causal uncertainty head on hidden-state features (:func:`workbench.heads.load_head`).
+        prompts: prompts to choose from (strings, or toy problems with a ``prompt``).
+        max_new_tokens: longest completion.
+    """
+
+    def __init__(self, model, head, prompts: Sequence, *, max_new_tokens: int = 160) -> None:
+        from workbench.viz import widgets_monitor as wm  # heads load only when this panel is used
+
+        if not prompts:
+            raise ValueError("UncertaintyMonitor: prompts is empty; give at least one prompt")
+        self._wm, self.model, self.head, self.max_new_tokens = wm, model, head, max_new_tokens
+        texts = [getattr(p, "prompt", p) for p in prompts]
+        self.prompt = W.Dropdown(options=[(t.strip()[:60], t) for t in texts], description="prompt")
+        self.seed = W.IntText(value=0, description="seed", layout=W.Layout(width="160px"))
+        self.button = W.Button(description="generate", icon="play", button_style="primary")
+        self.progress = _Progress()
+        self.steps, self.status = W.HTML(), W.HTML()
+        self.records: list[dict] = []
+        self.job: Job | None = None
+        self.button.on_click(lambda _b: self.start())
+        self.progress.cancel.on_click(lambda _b: self.job is not None and self.job.cancel())
+        super().__init__([W.HBox([self.prompt, self.seed]), W.HBox([self.button, self.progress]), self.steps,
+                          self.status])  # fmt: skip
+        self.add_class("wb-uncertainty-monitor")
+
+    def _on_step(self, record: dict) -> None:  # called from inside generate, in the worker thread
+        self.records.append(record)
+        self.steps.value = self._wm.live_steps_html(self.records)
+        self.progress.message.value = f"{len(self.records)} steps scored"
+
+    def start(self) -> Job:
+        """Generate for the chosen prompt in a background thread, showing each step as it is scored."""
+        from workbench.traces.generate import GenerationConfig
+
+        self.records, self.steps.value, self.status.value = [], "", ""
+        self.button.disabled, self.progress.cancel.disabled = True, False
+        cfg = GenerationConfig(temperature=1.0, max_new_tokens=self.max_new_tokens, seed=int(self.seed.value))
+        prompt = self.prompt.value
+
+        def work(ctx):
+            return self._wm.live_generate(self.model, self.head, prompt, self._on_step, config=cfg, ctx=ctx)
+
+        def finish(message: str, error: BaseException | None = None) -> None:
+            self.progress.message.value = f"{len(self.records)} steps scored; {message}"
+            if error is not None:
+                self.status.value = wt.error_html("generation", error)
+            self.button.disabled, self.progress.cancel.disabled = False, True
+
+        self.job = Job(work, on_done=lambda _r: finish("done"), on_error=lambda e: finish("failed", e),
+                       on_cancel=lambda: finish("cancelled")).start()  # fmt: skip
+        return self.job
