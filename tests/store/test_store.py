@@ -73,7 +73,8 @@ def test_shards_of_all_ranks_open_as_one_table(store_dir):
     assert torch.equal(store.tensors("blocks.0.hook_resid_post", "mean"), want)
     bf = store.tensors("blocks.0.hook_resid_post", "boundary")
     assert bf.dtype == torch.bfloat16 and torch.equal(bf, want.to(torch.bfloat16))
-    assert store.manifest["counts"] == {"shards": 3, "traces": 5, "steps": 15, "rows": 14, "tokens": 28}
+    counts = {"shards": 3, "traces": 5, "steps": 15, "rows": 14, "tokens": 28, "traces_without_steps": 0}
+    assert store.manifest["counts"] == counts
     assert store.manifest["note"] == "test" and store.hooks == ["blocks.0.hook_resid_post"]
     assert isinstance(TensorFile.open(store.shards[0] / "blocks.0.hook_resid_post__mean.safetensors").array, np.memmap)
 

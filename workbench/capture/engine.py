@@ -16,6 +16,7 @@ import importlib.metadata
 import json
 import os
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -50,7 +51,9 @@ class CaptureResult:
     rank: int
     world_size: int
     traces: int
-    """Traces captured by this call on this rank."""
+    """Traces captured by this call on this rank (those without steps included: they are recorded too)."""
+    traces_without_steps: int = 0
+    """Of ``traces``, those with no steps: no index rows, listed in the shard's ``shard.json``."""
     skipped: int
     """Traces of this rank's batches already in the store (resume)."""
     steps: int
@@ -139,8 +142,11 @@ def _json_safe_column(values: list) -> list:
 class _Shard:
     """Host-side state of the shard being filled: index columns and tensor arenas."""
 
-    def __init__(self, keys: dict[str, KeySpec], pin: bool, with_tokens: bool, with_stats: bool) -> None:
+    def __init__(
+        self, keys: dict[str, KeySpec], pin: bool, with_tokens: bool, with_stats: bool, unk_id: int | None = None
+    ) -> None:
         self.keys, self.pin, self.with_tokens, self.with_stats = keys, pin, with_tokens, with_stats
+        self.unk_id, self.warned_unk = unk_id, False  # <unk> text: flagged per step, warned once per call
         self.arenas: dict[str, _Arena] = defaultdict(lambda: _Arena(self.pin))
         self.reset()
 
@@ -150,7 +156,24 @@ class _Shard:
         for arena in self.arenas.values():
             arena.clear()
         self.segmenters: dict[str, dict] = {}
+        self.without_steps: list[str] = []  # trace ids: recorded in shard.json, as they have no index rows
         self.rows = self.tokens = 0
+
+    def _unk_tokens(self, p: PlannedTrace, step) -> int:
+        """Tokens of ``step`` the tokenizer could only map to ``<unk>`` (text the model never sees)."""
+        if self.unk_id is None or step.token_start is None:
+            return 0
+        n = int((p.ids[step.token_start : step.token_end] == self.unk_id).sum())
+        if n and not self.warned_unk:
+            self.warned_unk = True
+            warnings.warn(
+                f"trace {p.trace.trace_id!r} step {step.index}: the tokenizer maps some text to <unk> (characters "
+                "it does not know), so the model never sees it; such steps are flagged in the index column "
+                "unk_tokens (the number of <unk> tokens). Warned once per call.",
+                UserWarning,
+                stacklevel=4,
+            )
+        return n
 
     def add(self, traces: list[PlannedTrace], out: BatchOutput | None) -> None:
         if out is not None:
@@ -162,6 +185,8 @@ class _Shard:
         for p in traces:
             tr = p.trace
             self.segmenters[json.dumps(tr.segmenter, sort_keys=True, default=str)] = tr.segmenter
+            if not tr.steps:
+                self.without_steps.append(tr.trace_id)
             for step, status, last in zip(tr.steps, p.status, p.last_token, strict=True):
                 ok = status == CAPTURED
                 n_tok = step.token_end - step.token_start if ok and self.with_tokens else 0
@@ -174,6 +199,7 @@ class _Shard:
                     ("local_row", self.rows if ok else -1), ("local_token_row", self.tokens if n_tok else -1),
                     ("n_token_rows", n_tok), ("trace_n_tokens", p.n_tokens_full),
                     ("trace_truncated", p.n_tokens_full > len(p.ids)), ("trace_answer_correct", tr.answer_correct),
+                    ("unk_tokens", self._unk_tokens(p, step)),
                 ):  # fmt: skip
                     c[name].append(v)
                 self.labels.append(step.labels)
@@ -185,8 +211,13 @@ class _Shard:
         return sum(a.nbytes for a in self.arenas.values())
 
     def frame(self) -> pd.DataFrame:
+        if not self.cols:  # only traces without steps: the store writes an empty index part
+            return pd.DataFrame()
         df = pd.DataFrame(self.cols)
-        for col in ("boundary_token", "last_token", "local_row", "local_token_row", "n_token_rows", "trace_n_tokens"):
+        for col in (
+            "boundary_token", "last_token", "local_row", "local_token_row", "n_token_rows", "trace_n_tokens",
+            "unk_tokens",
+        ):  # fmt: skip
             df[col] = df[col].astype(np.int64)
         names = sorted({k for lab in self.labels for k in lab})
         for name in names:
@@ -307,18 +338,23 @@ def capture(traces, model: WorkbenchModel, out: str | os.PathLike, cfg: CaptureC
     done = writer.committed_trace_ids()
     pin = model.device.type == "cuda"
     tf = cfg.token_features or TokenFeatureConfig()
-    shard = _Shard(keys, pin, with_tokens=tf.enabled, with_stats=cfg.logit_stats)
+    unk_id = model.tokenizer.unk_token_id
+    shard = _Shard(keys, pin, with_tokens=tf.enabled, with_stats=cfg.logit_stats, unk_id=unk_id)
     shard_bytes = cfg.shard_mb * 2**20
     stats = defaultdict(int)
     total = len(traces) if hasattr(traces, "__len__") else None
     bar = tqdm(total=total, unit="trace", desc="capture", disable=not cfg.progress or di.rank != 0)
 
     def flush() -> None:
-        if not shard.cols:
+        if not shard.cols and not shard.without_steps:
             return
         if pin:
             torch.cuda.synchronize(model.device)  # the asynchronous copies into the arenas must have landed
-        info = writer.write_shard(shard.frame(), shard.tensors(), segmenters=list(shard.segmenters.values()))
+        info = writer.write_shard(
+            shard.frame(), shard.tensors(), segmenters=list(shard.segmenters.values()),
+            traces_without_steps=shard.without_steps,
+        )  # fmt: skip
+        stats["without_steps"] += info.n_traces_without_steps
         stats["shards"] += 1
         stats["steps"] += info.n_steps
         stats["rows"] += info.n_rows
@@ -346,6 +382,7 @@ def capture(traces, model: WorkbenchModel, out: str | os.PathLike, cfg: CaptureC
         writer.refresh_manifest()
     return CaptureResult(
         path=out, rank=di.rank, world_size=di.world_size, traces=stats["traces"], skipped=stats["skipped"],
+        traces_without_steps=stats["without_steps"],
         steps=stats["steps"], rows=stats["rows"], tokens=stats["tokens"], shards=stats["shards"],
         seconds=time.perf_counter() - t0,
     )  # fmt: skip

@@ -109,7 +109,8 @@ def step_activations(
     recorder = Recorder(model, cfg, store_dtype)  # validates hook names before the first forward
     keys = key_specs(model, cfg, store_dtype)
     tf = cfg.token_features or TokenFeatureConfig()
-    shard = _Shard(keys, pin=False, with_tokens=tf.enabled, with_stats=cfg.logit_stats)
+    unk_id = model.tokenizer.unk_token_id
+    shard = _Shard(keys, pin=False, with_tokens=tf.enabled, with_stats=cfg.logit_stats, unk_id=unk_id)
     order: dict[str, int] = {}  # trace_id → input position (batches run sorted by length)
 
     def numbered() -> Iterable[Trace]:

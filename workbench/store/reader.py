@@ -12,6 +12,10 @@ Tensors are never loaded whole unless asked: each shard's file is a NumPy memory
 :meth:`StepStore.tensors`/:meth:`StepStore.iter_batches` copy out only the rows they need, so datasets
 larger than memory stream from the page cache. Labels added with :meth:`StepStore.add_labels` live in
 ``labels/*.parquet`` and are joined onto the index; tensors are never rewritten.
+
+Tensors come back in the dtype they were stored in (``bfloat16`` stays ``bfloat16``; ``iter_batches``
+casts to float32 by default). Reading a store without this package is documented in the manifest
+(``manifest["layout"]``) and in ``docs/store-format.md``.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class StepStore:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(f"{self.root} is a file; a step store is a folder holding {fmt.MANIFEST}")
         path = self.root / fmt.MANIFEST
         if not path.is_file():
             raise FileNotFoundError(f"{self.root} is not a step store: no {fmt.MANIFEST}")
@@ -102,10 +108,19 @@ class StepStore:
             df["shard"] = shard.name
             row0 += int((df["local_row"] >= 0).sum())
             tok0 += int(df["n_token_rows"].sum())
-            parts.append(df.drop(columns=["local_row", "local_token_row"]))
+            if len(df):  # a shard of traces without steps only has no rows (and fewer columns)
+                parts.append(df.drop(columns=["local_row", "local_token_row"]))
         if not parts:
             return pd.DataFrame(columns=["trace_id", "problem_id", "step_index", "row", "token_row", "n_token_rows"])
         return pd.concat(parts, ignore_index=True)
+
+    @cached_property
+    def traces_without_steps(self) -> list[str]:
+        """Ids of traces captured with no steps: recorded and counted, but without index rows."""
+        ids: list[str] = []
+        for shard in self.shards:
+            ids += json.loads((shard / "shard.json").read_text()).get("traces_without_steps", [])
+        return ids
 
     @cached_property
     def index(self) -> pd.DataFrame:

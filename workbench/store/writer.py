@@ -8,7 +8,11 @@ so a resumed capture can never mix activations of two configurations.
 
 Each rank appends its own shards (``r{rank}-{seq}``) and never touches another rank's, so data-parallel
 writers need no locks. Resume support: :meth:`StoreWriter.committed_trace_ids` lists every trace already
-in a committed shard (any rank); temporary shards left by a crash are removed when their rank reopens.
+in a committed shard (any rank), traces without steps included; every temporary file a crash of a rank
+left (shard folders, manifest rewrites) is removed when that rank reopens.
+
+:meth:`StoreWriter.create` refuses a path that is a file and a folder that holds anything but a store (or
+the leftovers of an interrupted create), so a capture never writes into somebody else's files.
 """
 
 from __future__ import annotations
@@ -76,6 +80,34 @@ class ShardInfo:
     n_tokens: int
     """Token-tensor rows."""
     n_traces: int
+    """Traces in the shard, those without steps included."""
+    n_traces_without_steps: int = 0
+    """Traces with no steps (no index rows); their ids are listed in ``shard.json``."""
+
+
+#: Manifest counts, each the sum of the shards' ``n_<count>`` (shards: the number of shards).
+_COUNTS = ("shards", "traces", "steps", "rows", "tokens", "traces_without_steps")
+
+
+def _check_output_folder(root: Path) -> None:
+    """Refuse a file, or a folder holding anything but a store or the leftovers of an interrupted create."""
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(
+            f"{root} is a file; a step store is a folder: pass a new or empty folder, or an existing store"
+        )
+    if not root.is_dir() or (root / fmt.MANIFEST).is_file():
+        return
+
+    def ours(p: Path) -> bool:  # temporaries, and an empty shards/ from a create killed before its manifest
+        return p.name.startswith(fmt.TMP_PREFIX) or (p.name == fmt.SHARDS and not fmt.committed_shards(root))
+
+    foreign = sorted(p.name for p in root.iterdir() if not ours(p))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise FileExistsError(
+            f"{root} holds other files ({shown}) and is not a step store (no {fmt.MANIFEST}); "
+            "choose a new or empty folder for the store"
+        )
 
 
 def _diff(old: Any, new: Any, where: str = "") -> list[str]:
@@ -102,9 +134,7 @@ class StoreWriter:
         self.manifest = json.loads(manifest_path.read_text())
         self.keys = {k: KeySpec.from_json(v) for k, v in self.manifest["keys"].items()}
         self.rank = rank
-        shards = self.root / fmt.SHARDS
-        for tmp in shards.glob(f"{fmt.TMP_PREFIX}r{rank:03d}-*"):  # left by a crash of this rank
-            fmt.remove_tree(tmp)
+        fmt.remove_temporaries(self.root, rank)  # whatever a crash of this rank left behind
         mine = [fmt.parse_shard_name(p.name) for p in fmt.committed_shards(self.root)]
         self._next_seq = 1 + max((sid.seq for sid in mine if sid.rank == rank), default=-1)
 
@@ -120,6 +150,7 @@ class StoreWriter:
     ) -> None:
         """Create an empty store, or check that an existing one has the same keys and fingerprint."""
         root = Path(root)
+        _check_output_folder(root)
         keys_json = {k: spec.to_json() for k, spec in sorted(keys.items())}
         for k in keys_json:
             fmt.key_to_filename(k)  # validate names before anything is written
@@ -146,10 +177,11 @@ class StoreWriter:
             "keys": keys_json,
             "fingerprint": fingerprint,
             **_jsonify(dict(info or {})),
-            "counts": {"shards": 0, "traces": 0, "steps": 0, "rows": 0, "tokens": 0},
+            "counts": dict.fromkeys(_COUNTS, 0),
             "segmenters": [],
+            "layout": fmt.layout_doc(keys_json),
         }
-        fmt.atomic_write_json(path, manifest)
+        fmt.atomic_write_json(path, manifest, owner="r000-")
 
     # ---- resume ------------------------------------------------------------------------------------
     def committed_trace_ids(self) -> set[str]:
@@ -157,6 +189,7 @@ class StoreWriter:
         ids: set[str] = set()
         for shard in fmt.committed_shards(self.root):
             ids.update(pq.read_table(shard / "index.parquet", columns=["trace_id"]).column(0).to_pylist())
+            ids.update(json.loads((shard / "shard.json").read_text()).get("traces_without_steps", []))
         return ids
 
     # ---- appending ---------------------------------------------------------------------------------
@@ -181,8 +214,16 @@ class StoreWriter:
         tensors: Mapping[str, torch.Tensor],
         *,
         segmenters: Sequence[Mapping[str, Any]] = (),
+        traces_without_steps: Sequence[str] = (),
     ) -> ShardInfo:
-        """Write one shard and make it visible atomically (temporary directory, fsync, rename)."""
+        """Write one shard and make it visible atomically (temporary directory, fsync, rename).
+
+        ``traces_without_steps`` are ids of traces that have no steps, hence no index rows: they are
+        recorded in ``shard.json`` and counted, so a resumed capture skips them too.
+        """
+        if len(index) == 0 and not len(index.columns):  # only traces without steps
+            cols = {c: pd.Series(dtype=object if c.endswith("_id") else "int64") for c in REQUIRED_COLUMNS}
+            index = pd.DataFrame(cols)
         n_rows, n_tokens = self._check(index, tensors)
         name = fmt.shard_name(self.rank, self._next_seq)
         tmp = self.root / fmt.SHARDS / f"{fmt.TMP_PREFIX}{name}"
@@ -191,11 +232,14 @@ class StoreWriter:
         for key in sorted(self.keys):
             fmt.save_tensor(tmp / fmt.key_to_filename(key), tensors[key].cpu(), key)
         pq.write_table(pa.Table.from_pandas(index, preserve_index=False), tmp / "index.parquet")
+        empty = sorted(set(traces_without_steps))
         info = ShardInfo(
-            name=name, n_steps=len(index), n_rows=n_rows, n_tokens=n_tokens, n_traces=int(index["trace_id"].nunique())
-        )
+            name=name, n_steps=len(index), n_rows=n_rows, n_tokens=n_tokens,
+            n_traces=int(index["trace_id"].nunique()) + len(empty), n_traces_without_steps=len(empty),
+        )  # fmt: skip
         segs = sorted({json.dumps(_jsonify(dict(s)), sort_keys=True) for s in segmenters})
-        fmt.atomic_write_json(tmp / "shard.json", {**asdict(info), "segmenters": [json.loads(s) for s in segs]})
+        record = {**asdict(info), "segmenters": [json.loads(s) for s in segs], "traces_without_steps": empty}
+        fmt.atomic_write_json(tmp / "shard.json", record)
         self._commit(tmp, self.root / fmt.SHARDS / name)
         self._next_seq += 1
         return info
@@ -208,13 +252,13 @@ class StoreWriter:
 
     def refresh_manifest(self) -> dict:
         """Recompute the manifest's counts and segmenters from the committed shards; rewrite it atomically."""
-        counts = {"shards": 0, "traces": 0, "steps": 0, "rows": 0, "tokens": 0}
+        counts = dict.fromkeys(_COUNTS, 0)
         segs: set[str] = set()
         for shard in fmt.committed_shards(self.root):
             rec = json.loads((shard / "shard.json").read_text())
             counts["shards"] += 1
-            for k, field in (("traces", "n_traces"), ("steps", "n_steps"), ("rows", "n_rows"), ("tokens", "n_tokens")):
-                counts[k] += rec[field]
+            for k in _COUNTS[1:]:
+                counts[k] += rec.get(f"n_{k}", 0)
             segs.update(json.dumps(s, sort_keys=True) for s in rec["segmenters"])
         path = self.root / fmt.MANIFEST
         manifest = json.loads(path.read_text())
@@ -222,7 +266,8 @@ class StoreWriter:
             counts=counts,
             segmenters=[json.loads(s) for s in sorted(segs)],
             updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            layout=fmt.layout_doc(manifest["keys"]),
         )
-        fmt.atomic_write_json(path, manifest)
+        fmt.atomic_write_json(path, manifest, owner=f"r{self.rank:03d}-")
         self.manifest = manifest
         return manifest

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -88,17 +89,50 @@ def _known(cls, record: dict, where: str) -> None:
         raise TraceFormatError(f"{where}: unknown field(s) {unknown}; a {cls.__name__} has {sorted(names)}")
 
 
+# JSON type of every field ("?" allows null): a wrong type is named by its path, e.g. steps[0].char_end.
+_FIELD_TYPES = {
+    Step: {"index": "int", "text": "str", "char_start": "int", "char_end": "int", "kind": "str",
+           "token_start": "int?", "token_end": "int?", "boundary_token": "int?", "beyond_context": "bool",
+           "labels": "dict"},
+    Trace: {"trace_id": "str", "problem_id": "str", "prompt": "str", "completion": "str", "answer": "str?",
+            "answer_correct": "bool?", "gold_answer": "str?", "generation": "dict", "model": "dict",
+            "segmenter": "dict", "meta": "dict", "steps": "list?"},
+}  # fmt: skip
+_PY_TYPES = {"int": numbers.Integral, "str": str, "bool": bool, "dict": dict, "list": (list, tuple)}
+
+
+def _check_types(cls, record: dict, where: str, prefix: str = "") -> None:
+    for name, want in _FIELD_TYPES[cls].items():
+        value = record.get(name)
+        kind = want.rstrip("?")
+        if name not in record or (value is None and want.endswith("?")):
+            continue
+        if not isinstance(value, _PY_TYPES[kind]) or (kind == "int" and isinstance(value, bool)):
+            article = "an" if kind == "int" else "a"
+            raise TraceFormatError(
+                f"{where}: {prefix}{name} must be {article} {kind}{' or null' if want.endswith('?') else ''}, "
+                f"got {type(value).__name__} {_short_repr(value)}"
+            )
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
 def trace_from_dict(record: dict[str, Any], *, where: str = "record") -> Trace:
     """Rebuild a :class:`Trace` from :func:`trace_to_dict` output; bad fields raise naming the field."""
     if not isinstance(record, dict):
         raise TraceFormatError(f"{where}: a trace must be a JSON object, got {type(record).__name__}")
     _known(Trace, record, where)
+    _check_types(Trace, record, where)
     steps_raw = record.get("steps") or []
     steps = []
     for i, s in enumerate(steps_raw):
         if not isinstance(s, dict):
             raise TraceFormatError(f"{where}: steps[{i}] must be an object, got {type(s).__name__}")
         _known(Step, s, f"{where}: steps[{i}]")
+        _check_types(Step, s, where, f"steps[{i}].")
         try:
             steps.append(Step(**s))
         except (TypeError, ValueError) as e:

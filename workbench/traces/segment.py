@@ -1,9 +1,11 @@
 """Segmenters: cut a completion into steps, selected by name, with parameters recorded beside the data.
 
 Every segmenter returns raw chunk spans ``(start, end)`` that cover the completion in order without gaps or
-overlap; a chunk includes its trailing delimiter, and whitespace-only chunks are folded into their
-neighbour. :func:`segment_trace` turns the spans into :class:`~workbench.traces.types.Step` objects,
-aligns them to tokens and records ``{"name": ..., **params}`` in ``trace.segmenter``.
+overlap; a chunk includes its trailing delimiter and all whitespace up to the next step's first character,
+and whitespace-only chunks are folded into their neighbour. :func:`segment_trace` turns the spans into
+:class:`~workbench.traces.types.Step` objects, aligns them to tokens and records ``{"name": ..., **params}``
+in ``trace.segmenter``. With a tokenizer, a cut that falls inside a token moves to the token's edge
+(:func:`~workbench.traces.align.align_trace`), so no token belongs to two steps.
 
 This module holds the base class, the registry and the two line-based segmenters; the others (sentence,
 SPAE token boundary, marker/regex, given step lists) live in :mod:`workbench.traces.segmenters` and are
@@ -59,9 +61,18 @@ class Segmenter:
         return {"name": self.name, **self.params()}
 
 
+_SPACE = re.compile(r"\s*")
+
+
 def normalise_spans(text: str, cuts: list[int]) -> list[tuple[int, int]]:
-    """Spans from cut positions: cover ``text`` fully, fold whitespace-only chunks into their neighbour."""
-    bounds = sorted({c for c in cuts if 0 < c < len(text)})
+    """Spans from cut positions: cover ``text`` fully, fold whitespace-only chunks into their neighbour.
+
+    Whitespace between two steps always belongs to the earlier one: every cut moves forward to the next
+    non-whitespace character, so any segmenter (and a ``given`` list of the same steps) owns it the same
+    way. :func:`~workbench.traces.align.align_trace` then moves a cut that falls inside a token to the
+    token's edge (a GPT-2-style ``ĠNext`` takes its space along to the next step).
+    """
+    bounds = sorted({_SPACE.match(text, c).end() for c in cuts if 0 < c < len(text)} - {len(text)})
     spans = list(zip([0, *bounds], [*bounds, len(text)], strict=True)) if text else []
     out: list[tuple[int, int]] = []
     for a, b in spans:
