@@ -119,7 +119,7 @@ def test_topk_encode_matches_sae_lens(tmp_path):
     from sae_lens import TopKSAE, TopKSAEConfig
 
     torch.manual_seed(1)
-    sae = TopKSAE(TopKSAEConfig(d_in=16, d_sae=40, k=5))
+    sae = TopKSAE(TopKSAEConfig(d_in=16, d_sae=40, k=5, rescale_acts_by_decoder_norm=True))
     with torch.no_grad():
         for p in sae.parameters():
             p.normal_(0, 0.3)
@@ -128,6 +128,10 @@ def test_topk_encode_matches_sae_lens(tmp_path):
     h = torch.randn(9, 16)
     torch.testing.assert_close(w.encode(h), sae.encode(h).detach(), rtol=1e-5, atol=1e-6)
     assert ((w.encode(h) > 0).sum(-1) <= 5).all()
+    # the clamp's unit of a latent is what sae-lens's decoder adds for it
+    one = torch.zeros(40)
+    one[3] = 1.0
+    torch.testing.assert_close(w.decoder_row(3), (sae.decode(one[None]) - sae.b_dec).detach()[0])
 
 
 def test_probe_vector_from_sklearn(store):

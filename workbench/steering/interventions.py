@@ -102,7 +102,10 @@ class Projection:
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Clamp:
-    """Set SAE latent ``latent`` to ``value``: ``h + (value - a(h)) * W_dec[latent]``."""
+    """Set SAE latent ``latent`` to ``value``: ``h + (value - a(h)) * W_dec[latent]``.
+
+    (With sae-lens's ``rescale_acts_by_decoder_norm`` the unit column is used, as its decoder does.)
+    """
 
     sae: SaeWeights | object
     """A saved SAE folder, :class:`SaeWeights`, or an in-memory SAE (converted on construction)."""
@@ -139,7 +142,7 @@ class Clamp:
 
     def edit(self, h, mask):
         a = self._sae.encode(h)[..., self.latent]  # [batch, pos]
-        delta = (self.value - a)[..., None] * self._sae.W_dec[self.latent]
+        delta = (self.value - a)[..., None] * self._sae.decoder_row(self.latent)
         return torch.where(mask[..., None], h + delta.to(h.dtype), h)
 
     def describe(self) -> dict:

@@ -45,6 +45,8 @@ class SaeWeights:
     """Per-latent thresholds (``jumprelu`` only)."""
     apply_b_dec_to_input: bool = True
     """Subtract ``b_dec`` before encoding (sae-lens's default)."""
+    rescale_acts_by_decoder_norm: bool = False
+    """sae-lens's TopK option: pre-activations are scaled by the decoder norms and decoded through unit columns."""
     hook: str | None = None
     """The hook the SAE was trained on, when recorded (``metadata.hook_name``)."""
     source: str = ""
@@ -65,12 +67,19 @@ class SaeWeights:
         if self.apply_b_dec_to_input:
             x = x - self.b_dec
         pre = x @ self.W_enc + self.b_enc  # [..., d_sae]
+        if self.rescale_acts_by_decoder_norm:
+            pre = pre * self.W_dec.norm(dim=-1)
         if self.architecture == "standard":
             return torch.relu(pre)
         if self.architecture == "jumprelu":
             return pre * (pre > self.threshold)
         top = pre.topk(self.k, dim=-1)
         return torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
+
+    def decoder_row(self, latent: int) -> Float[Tensor, " d_model"]:
+        """What one unit of ``latent``'s activation adds to the reconstruction."""
+        row = self.W_dec[latent]
+        return row / row.norm() if self.rescale_acts_by_decoder_norm else row
 
     def check_latent(self, latent: int) -> int:
         if not 0 <= int(latent) < self.d_sae:
@@ -90,8 +99,6 @@ def load_sae_weights(path: str | os.PathLike) -> SaeWeights:
         raise SteeringError(f"{root}: architecture={arch!r} is not supported for steering; use one of {ARCHITECTURES}")
     if cfg.get("normalize_activations", "none") not in ("none", None):
         raise SteeringError(f"{root}: normalize_activations={cfg['normalize_activations']!r} is not supported")
-    if cfg.get("rescale_acts_by_decoder_norm"):
-        raise SteeringError(f"{root}: rescale_acts_by_decoder_norm=true is not supported; fold the norms first")
     meta = cfg.get("metadata") or {}
     return SaeWeights(
         W_enc=w["W_enc"],
@@ -102,6 +109,7 @@ def load_sae_weights(path: str | os.PathLike) -> SaeWeights:
         k=cfg.get("k"),
         threshold=w.get("threshold"),
         apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),
+        rescale_acts_by_decoder_norm=bool(cfg.get("rescale_acts_by_decoder_norm", False)),
         hook=meta.get("hook_name") or cfg.get("hook_name"),
         source=str(root),
         cfg=cfg,
@@ -131,6 +139,7 @@ def as_sae_weights(sae) -> SaeWeights:
         k=get("k"),
         threshold=getattr(sae, "threshold", None),
         apply_b_dec_to_input=bool(get("apply_b_dec_to_input", True)),
+        rescale_acts_by_decoder_norm=bool(get("rescale_acts_by_decoder_norm", False)),
         hook=getattr(meta, "hook_name", None) if meta is not None else None,
         source=type(sae).__name__,
     )
