@@ -50,3 +50,18 @@ def test_browser_follows_the_picked_latent(toy_store, tiny_sae):
 def test_bad_label_is_refused(toy_store, tiny_sae):
     with pytest.raises(ValueError, match="label='nope'"):
         FeatureBrowser(tiny_sae, toy_store, label="nope")
+
+
+def test_step_top_latents_are_each_steps_largest(toy_store, tiny_sae):
+    from workbench.sae import encode_store
+    from workbench.viz import widgets_features as wf
+
+    acts = encode_store(tiny_sae, toy_store)
+    table = wf.step_top_latents(acts, k=2)
+    dense = acts.codes.toarray()
+    for i in (0, 7, len(acts.steps) - 1):
+        key = acts.steps.iloc[i]
+        mine = table[(table.trace_id == key.trace_id) & (table.step_index == key.step_index)]
+        expected = np.argsort(-dense[i], kind="stable")[:2]
+        assert mine["latent"].tolist() == [int(j) for j in expected if dense[i, j] > 0]
+        assert mine["activation"].tolist() == pytest.approx([dense[i, j] for j in expected if dense[i, j] > 0])

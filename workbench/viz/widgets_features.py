@@ -21,6 +21,7 @@ __all__ = [
     "histogram_html",
     "top_steps_html",
     "association_html",
+    "step_top_latents",
     "map_points",
 ]
 
@@ -99,6 +100,22 @@ def association_html(acts: FeatureActivations, latent: int, label: str) -> str:
         f"<div class='wb-association'><b>{html.escape(label)} of steps led by this latent</b>"
         f"<table style='font-size:12px'>{body}</table></div>"
     )
+
+
+def step_top_latents(acts: FeatureActivations, k: int = 3) -> pd.DataFrame:
+    """The ``k`` most active latents of every encoded step: ``trace_id, step_index, latent, activation``
+    (what the TraceViewer shows for a selected step); steps with no active latent have no rows."""
+    csr = acts.codes.tocsr()
+    rows = []
+    for i in range(csr.shape[0]):
+        start, end = csr.indptr[i], csr.indptr[i + 1]
+        data, cols = csr.data[start:end], csr.indices[start:end]
+        for j in np.argsort(-data, kind="stable")[:k]:
+            if data[j] > 0:
+                rows.append((i, int(cols[j]), float(data[j])))
+    df = pd.DataFrame(rows, columns=["row", "latent", "activation"])
+    keys = acts.steps[["trace_id", "step_index"]].iloc[df["row"].to_numpy()].reset_index(drop=True)
+    return pd.concat([keys, df[["latent", "activation"]]], axis=1)
 
 
 def map_points(points: pd.DataFrame, latent: int) -> pd.DataFrame:
