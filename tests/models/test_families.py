@@ -149,7 +149,13 @@ def test_parallel_residual_models_refuse_resid_mid(tmp_path):
     assert "blocks.0.hook_resid_mid" not in model.hook_names
     with pytest.raises(UnknownHookError, match="parallel"):
         model.validate_hooks(["blocks.0.hook_resid_mid"])
-    got, _ = _read_all(model, model.hook_names)
+    got, logits = _read_all(model, model.hook_names)
     b = "blocks.1."  # attention and MLP both read resid_pre and both add to it
     want = got[b + "hook_resid_pre"] + got[b + "hook_attn_out"] + got[b + "hook_mlp_out"]
     torch.testing.assert_close(want, got[b + "hook_resid_post"])
+    assert {"ln_final.hook_normalized", "ln_final.hook_out"} <= set(model.hook_names)
+    ids = model.tokenize([TEXT])["input_ids"]
+    b_logits, cache = model.bridge.run_with_cache(ids, names_filter=lambda n: n in model.hook_names)
+    for name in model.hook_names:
+        torch.testing.assert_close(got[name], cache[name], atol=1e-5, rtol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+    torch.testing.assert_close(logits, b_logits, atol=1e-5, rtol=1e-5)

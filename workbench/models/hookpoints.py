@@ -156,7 +156,9 @@ def find_layout(model: nn.Module, n_layers: int) -> ModelLayout:
             f"{type(layers[0]).__name__}: unsupported decoder layer: {e}; use the bridge for this architecture"
         ) from None
     base = getattr(model, "base_model", model)
-    final = next((getattr(base, n) for n in ("norm", "ln_f", "final_layernorm") if hasattr(base, n)), None)
+    final = next(
+        (getattr(base, n) for n in ("norm", "ln_f", "final_layernorm", "final_layer_norm") if hasattr(base, n)), None
+    )
     return ModelLayout(
         layers=layers, embed=model.get_input_embeddings(), final_norm=final, attn_attr=attn,
         attn_out_attr=attn_out or attn, mid_attr=mid, mlp_out_attr=mlp_out, norms=norms,
