@@ -30,9 +30,14 @@ SHOTS = Path(os.environ.get("WORKBENCH_SCREENSHOTS", REPO / "artifacts" / "runs"
 # Each panel of the quick start: its CSS class and the widget parts that must have rendered inside it.
 PANELS = {
     "wb-probe-lab": [".widget-dropdown select", ".widget-select-multiple select", ".wb-progress", ".widget-output"],
-    "wb-trace-viewer": [".widget-dropdown select", ".widget-select select", ".wb-step", ".wb-step-detail"],
+    "wb-feature-browser": [".widget-dropdown select", ".wb-top-steps tr", ".wb-histogram .wb-bar", ".wb-association"],
+    "wb-steering-lab": [".widget-slider", ".wb-steer-pair .wb-steer-side .wb-step", ".wb-progress"],
+    "wb-uncertainty-monitor": [".widget-dropdown select", ".wb-live-step"],
+    "wb-trace-viewer": [".widget-select select", ".wb-step", ".wb-step-detail", ".wb-detail-top", ".wb-detail-depends"],
 }
-N_CHARTS = 3  # the step strip, the probe layer curve and the reliability diagram (each must have marks)
+# Altair charts the notebook draws, each of which must have marks: the step strip, the probe layer curve,
+# the reliability diagram, the SAE decoder map and the steering dose-response chart.
+N_CHARTS = 5
 
 
 @pytest.fixture(scope="module")
