@@ -64,3 +64,12 @@ def test_quick_start_runs_as_one_script_then_its_cli_lines(tmp_path):
     assert {"label_reflection", "label_correct"} <= set(store.index.columns)
     assert store.poolings == ["boundary", "mean"]
     assert len(store.index) == len(open_store(tmp_path / "artifacts/runs/quickstart/store").index)
+
+
+def test_the_hooks_page_examples_run(tmp_path):
+    """docs/hooks.md's first example (the TransformerLens calls) runs on the embedded model as written."""
+    text = (ROOT / "docs" / "hooks.md").read_text()
+    script = blocks(text, "python")[0]
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("ans=10\n")
