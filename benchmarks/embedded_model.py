@@ -27,10 +27,12 @@ from workbench.toy.evaluate import evaluate, heldout_problems
 from workbench.toy.task import TaskConfig
 
 RESULTS = Path(__file__).parent / "results" / "embedded_model.md"
-OOD_EXTRA = (1, 2)
-"""Out-of-distribution programs are this many statements longer than the longest in training. Just past
-the training range, so the drop measures the model's own mistakes rather than a collapse into garbled text
-(at +2..+4 more than half of the lines were unparseable)."""
+OOD_EXTRA = (1, 1)
+"""Out-of-distribution programs are this many statements longer than the longest in training. One past
+the training range: the model has learned that programs end after at most five statements, so it answers
+early or skips a statement (its own wrong values); at +2 and beyond most failures also contain a line for
+the wrong variable (which the checker counts as garbled), and then the drop measures text collapse rather
+than reasoning errors."""
 
 
 def fresh_error_probe(model, task: TaskConfig, n: int, *, seed: int = 30_000) -> dict:

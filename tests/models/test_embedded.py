@@ -3,8 +3,6 @@
 import json
 import math
 
-import pytest
-
 from workbench.models import embedded_model_dir
 from workbench.toy import TaskConfig
 from workbench.toy.evaluate import evaluate, heldout_problems
@@ -29,13 +27,15 @@ def test_heldout_batch_accuracy_matches_the_card(embedded):
     assert abs(stats.accuracy - expected) <= tolerance, (stats.accuracy, expected)
 
 
-@pytest.mark.skip(
-    reason="quarantined: the CPU-trained model misses the >=90% greedy and <=25% wrong-step bars; "
-    "see tests/QUARANTINES.md"
-)
 def test_card_meets_the_required_properties():
     ev = card()
-    assert ev["greedy_in_distribution"]["accuracy"] >= 0.90
-    assert 0.03 <= ev["sampled_t1"]["fresh_error_rate"] <= 0.25
-    assert ev["sampled_t1"]["corrected_share"] > 0
-    assert ev["greedy_out_of_distribution"]["accuracy"] < ev["greedy_in_distribution"]["accuracy"] - 0.05
+    assert ev["greedy_in_distribution"]["accuracy"] >= 0.95
+    sampled = ev["sampled_t1"]
+    assert 0.03 <= sampled["fresh_error_rate"] <= 0.25
+    assert sampled["corrected_share"] >= 0.40
+    assert sampled["check_rate"] > 0
+    ood = ev["greedy_out_of_distribution"]
+    assert ood["accuracy"] < ev["greedy_in_distribution"]["accuracy"] - 0.05
+    assert ood["failures_garbled"] < 0.5  # most OOD failures are the model's own wrong values
+    probe = ev["fresh_error_probe"]["roc_auc_by_layer"]
+    assert max(probe.values()) > 0.75  # the model represents its own fresh errors somewhere
