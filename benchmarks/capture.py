@@ -284,7 +284,9 @@ def main(argv=None) -> int:
     p.add_argument("--layers", nargs="+", type=int, default=None, help="resid_post layers (default: all)")
     p.add_argument("--memory-steps", type=int, default=100_000, help="steps for the RSS run (0: skip)")
     p.add_argument("--memory-shard-mb", type=float, default=32.0, help="shard size of the RSS run (many shards)")
-    p.add_argument("--out", type=Path, default=RESULTS, help="where to write the markdown results")
+    p.add_argument(
+        "--out", type=Path, default=None, help=f"write the markdown here (e.g. {RESULTS}); default: print only"
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -299,8 +301,9 @@ def main(argv=None) -> int:
         mem = measure_memory(model, mem_cfg, args.memory_steps, Path(tmp) / "mem-store") if args.memory_steps else None
         text = report(args, model, cfg, thr, mem)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
     return 0
 
 

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--model", default=None, help="model folder (default: the embedded model)")
     parser.add_argument("--note", default="", help="a line about the conditions (e.g. background load)")
-    parser.add_argument("--out", default=str(RESULTS), help="where to write the markdown")
+    parser.add_argument("--out", default=None, help=f"write the markdown here (e.g. {RESULTS}); default: print only")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
     }
     results = measure(runs, args.repeats)
     text = render(results, args, model, args.note or "no other load noted")
-    atomic_write_bytes(args.out, text.encode())
+    if args.out:
+        atomic_write_bytes(args.out, text.encode())
     print(text)
     return results
 

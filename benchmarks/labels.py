@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--n", type=int, default=48, help="problems per trace set (48)")
     parser.add_argument("--rollouts", type=int, default=8, help="continuations per step prefix (8)")
     parser.add_argument("--model", default=None, help="model folder (default: the embedded model)")
-    parser.add_argument("--out", default=str(RESULTS), help="where to write the markdown")
+    parser.add_argument("--out", default=None, help=f"write the markdown here (e.g. {RESULTS}); default: print only")
     args = parser.parse_args(argv)
     t0 = time.time()
     model = load_model(args.model)
@@ -120,7 +120,8 @@ a high soft label, by design of Math-Shepherd labels. Soft labels estimate *this
 finishing right: on programs longer than any in training the model rarely solves anything, so soft labels
 are low even on viable prefixes and the AUC there says little about the labels.
 """
-    atomic_write_bytes(args.out, text.encode())
+    if args.out:
+        atomic_write_bytes(args.out, text.encode())
     print(text)
     return text
 
