@@ -20,7 +20,7 @@ HOOK = "blocks.2.hook_resid_post"
 
 def test_live_scores_equal_offline_scores(embedded, tmp_path):
     torch.manual_seed(0)
-    head = UncertaintyHead.build(HeadConfig(hooks=(HOOK,), width=32, n_heads=4), embedded.d_model).eval()
+    head = UncertaintyHead.build(HeadConfig(hooks=(HOOK,), width=32, n_heads=4, n_layers=2), embedded.d_model).eval()
     problems = heldout_problems(TaskConfig(), 3)
     res = generate_scored(embedded, head, [p.prompt for p in problems], GenerationConfig(max_new_tokens=90, seed=1))
     traces = [

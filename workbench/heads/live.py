@@ -21,13 +21,52 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from workbench.heads.data import TraceSequence, collate
 from workbench.heads.model import UncertaintyHead
 from workbench.traces.generate import GenerationConfig, left_pad, rng_devices
 
 __all__ = ["LiveStepScorer", "LiveResult", "generate_scored"]
+
+
+class _IncrementalHead:
+    """One row's causal encoder state: keys and values of every layer for the tokens already encoded.
+
+    Causality means earlier tokens' encoder outputs never change, so scoring a new step only runs its own
+    tokens through the head (queries of the new tokens against cached keys / values), instead of the whole
+    prefix again. Mirrors ``nn.TransformerEncoderLayer`` with ``norm_first=True`` (ReLU feed-forward) in eval
+    mode; the live-vs-offline test checks that the scores agree.
+    """
+
+    def __init__(self, head: UncertaintyHead) -> None:
+        self.head = head
+        self.keys: list[list[torch.Tensor]] = [[] for _ in head.encoder.layers]
+        self.values: list[list[torch.Tensor]] = [[] for _ in head.encoder.layers]
+        self.n = 0
+
+    @torch.no_grad()
+    def step_logit(self, feats: torch.Tensor) -> float:
+        """Encode the tokens of one new step (``[tok, feat]``) and return the step's logit."""
+        h, t = self.head, feats.shape[0]
+        cfg = h.cfg
+        pos = torch.arange(self.n, self.n + t, device=feats.device)
+        x = h.proj((feats - h.feat_mean) / h.feat_scale)
+        x = x + h.in_step(torch.arange(t, device=feats.device).clamp(max=cfg.max_in_step - 1)) + h.pos(pos)
+        for i, layer in enumerate(h.encoder.layers):
+            attn = layer.self_attn
+            q, k, v = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+            self.keys[i].append(k)
+            self.values[i].append(v)
+            keys, vals = torch.cat(self.keys[i]), torch.cat(self.values[i])  # [n + t, w]
+            nh = attn.num_heads
+            qh, kh, vh = (z.view(z.shape[0], nh, -1).transpose(0, 1) for z in (q, keys, vals))  # [head, ., dh]
+            mask = torch.arange(keys.shape[0], device=x.device).view(1, -1) > pos.view(-1, 1)  # True: future
+            o = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=~mask)  # [head, t, dh]
+            x = x + attn.out_proj(o.transpose(0, 1).reshape(t, -1))
+            x = x + layer.linear2(F.relu(layer.linear1(layer.norm2(x))))
+        self.n += t
+        return float(h.out(x.mean(0, keepdim=True)).squeeze())
 
 
 class LiveStepScorer(StoppingCriteria):
@@ -39,7 +78,7 @@ class LiveStepScorer(StoppingCriteria):
         if not head.cfg.causal:
             raise ValueError("live scoring needs a causal head (HeadConfig(causal=True)) to match offline scores")
         model.validate_hooks(head.cfg.hooks)
-        self.model, self.head, self.boundary = model, head, boundary
+        self.model, self.head, self.boundary = model, head.eval(), boundary
         self._is_boundary = torch.tensor(
             [boundary in model.tokenizer.decode([i]) for i in range(len(model.tokenizer))], dtype=torch.bool
         )
@@ -60,6 +99,7 @@ class LiveStepScorer(StoppingCriteria):
         self._feats: dict[str, list] = {h: [] for h in self.head.cfg.hooks}
         self._start: list[int] | None = None  # per row: first token of the step being written
         self._done: torch.Tensor | None = None  # per row: finished (end-of-sequence seen)
+        self._enc: dict[int, _IncrementalHead] = {}
         self.records: list[dict] = []
         with self.model.hooks([(h, self._record) for h in self.head.cfg.hooks]):
             yield self
@@ -82,38 +122,16 @@ class LiveStepScorer(StoppingCriteria):
         return torch.zeros(b, dtype=torch.bool, device=input_ids.device)
 
     def _score(self, todo: list[tuple[int, int]]) -> None:
-        feats = torch.cat([torch.stack(self._feats[h], dim=1) for h in self.head.cfg.hooks], dim=-1)  # [b, k, f]
-        seqs = []
-        for r, end in todo:
-            steps = self._step_numbers(r, end)
-            in_step = torch.cat([torch.arange(int((steps == s).sum())) for s in range(int(steps.max()) + 1)])
-            n = int(steps.max()) + 1
-            labels = torch.full((n,), float("nan"))
-            seqs.append(
-                TraceSequence(
-                    trace_id=str(r), problem_id=str(r), feats=feats[r, :end].cpu(), token_step=steps, in_step=in_step,
-                    step_index=None, labels=labels,
-                )
-            )  # fmt: skip
-        batch = collate(seqs)
         dev = next(self.head.parameters()).device
-        with torch.no_grad():
-            z = self.head(batch.feats.to(dev), batch.token_step.to(dev), batch.in_step.to(dev), batch.labels.shape[1])
-        for i, ((r, end), s) in enumerate(zip(todo, seqs, strict=True)):
-            n = len(s.labels)
+        for r, end in todo:
+            start = self._start[r]
+            feats = torch.cat([torch.stack(self._feats[h][start:end], dim=1)[r] for h in self.head.cfg.hooks], -1)
+            enc = self._enc.setdefault(r, _IncrementalHead(self.head))
             self.records.append(
-                {"row": r, "step_index": n - 1, "token_start": self._start[r], "token_end": end,
-                 "head_score": float(z[i, n - 1]), "scored_after_tokens": end + 1}
+                {"row": r, "step_index": len(enc.keys[0]), "token_start": start, "token_end": end,
+                 "head_score": enc.step_logit(feats.to(dev)), "scored_after_tokens": end + 1}
             )  # fmt: skip
             self._start[r] = end
-
-    def _step_numbers(self, r: int, end: int) -> torch.Tensor:
-        """Step number of each of row ``r``'s completion tokens ``0..end-1`` from the steps scored so far."""
-        starts = [rec["token_start"] for rec in self.records if rec["row"] == r] + [self._start[r]]
-        steps = torch.zeros(end, dtype=torch.int64)
-        for s in starts[1:]:
-            steps[s:] += 1
-        return steps
 
 
 @dataclass(frozen=True, kw_only=True)
