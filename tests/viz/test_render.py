@@ -47,6 +47,8 @@ def test_sequential_scale_and_its_colours():
     diverging = choose_scale(pd.Series([-0.2, 0.9]))
     assert diverging.domain == (-0.9, 0.9) and color_for(0.0, diverging) == "#F7F7F7"
     assert color_for(float("nan"), scale) == color_for(None, scale) == "#DDDDDD"
+    assert choose_scale(pd.Series([0.0, 1.0, 1.0])).kind == "sequential"  # 0/1 numbers are not booleans
+    assert choose_scale(pd.Series([True, False])).domain == (True, False)
 
 
 def test_every_chip_sets_background_and_contrasting_text():

@@ -40,7 +40,7 @@ class DemoConfig:
     """Traces whose steps get Math-Shepherd rollout labels (0: skip rollouts)."""
     n_rollouts: int = 4
     """Rollouts per step prefix."""
-    sae_steps: int = 1500
+    sae_steps: int = 800
     """Training batches of the step SAE."""
     attribution_traces: int = 24
     """Traces for the step-attribution stage."""
@@ -79,7 +79,7 @@ class DemoConfig:
             self,
             n_problems=min(self.n_problems, 48),
             rollout_traces=min(self.rollout_traces, 8),
-            sae_steps=min(self.sae_steps, 300),
+            sae_steps=min(self.sae_steps, 200),
             attribution_traces=min(self.attribution_traces, 8),
             steering_problems=min(self.steering_problems, 16),
         )

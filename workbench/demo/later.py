@@ -59,7 +59,7 @@ def sae(ctx: RunContext, bar) -> None:
         evaluate_sae,
         latent_auroc,
         silhouette_by_layer,
-        train_layers,
+        train_sae,
     )
 
     store, cfg = ctx.store, ctx.config
@@ -69,8 +69,12 @@ def sae(ctx: RunContext, bar) -> None:
     scfg = SAETrainConfig(arch="topk", width=512, k=8, lr=1e-3, batch_size=batch, samples=cfg.sae_steps * batch,
                           metrics_every=max(1, cfg.sae_steps // 30), checkpoint_every=10**9,
                           dead_window=20 * batch, seed=cfg.seed)  # fmt: skip
-    saes = train_layers(store, scfg, out=ctx.run_dir / "sae", progress=False)
-    bar.update()
+    bar.total = 2 * len(store.hooks) + 1
+    bar.refresh()
+    saes = {}
+    for hook in store.hooks:  # one SAE per layer, each advancing the stage's bar
+        saes[hook] = train_sae(store, hook, scfg, out=ctx.run_dir / "sae" / hook, progress=False)
+        bar.update()
     acts, rows, hist, freqs, maps = {}, [], [], [], []
     for hook, trained in saes.items():
         layer = int(hook.split(".")[1])
@@ -246,6 +250,7 @@ def attribution(ctx: RunContext, bar) -> None:
 
 def steering(ctx: RunContext, bar) -> None:
     from workbench.steering import diff_of_means
+    from workbench.steering.sources import with_neighbour_kinds
     from workbench.steering.sweep import SweepConfig, run_sweep, summarise
     from workbench.toy import TaskConfig
     from workbench.toy.evaluate import heldout_problems
@@ -254,45 +259,44 @@ def steering(ctx: RunContext, bar) -> None:
     hook = store.hooks[-1]
     index = store.index[store.index["row"] >= 0]
     kind = _col(index, "kind")
-    pos, neg = f"{kind} == 'compute' and next_{kind} == 'wait'", f"{kind} == 'compute' and next_{kind} == 'compute'"
-    from workbench.steering.sources import with_neighbour_kinds
-
+    # RISE-style behaviour direction: compute steps after which the model checks itself (a wait or check line)
+    # minus compute steps followed by another compute line, read at the boundary token where it is written.
+    pos = f"{kind} == 'compute' and next_{kind} in ('wait', 'check')"
+    neg = f"{kind} == 'compute' and next_{kind} == 'compute'"
     n_pos = int(with_neighbour_kinds(index, kind).eval(pos).sum())
     if n_pos < 3 or cfg.steering_problems == 0:
-        ctx.skipped["steering"] = f"only {n_pos} compute steps followed by a wait line; too few for a direction"
+        ctx.skipped["steering"] = f"only {n_pos} compute steps followed by a wait/check line; too few for a direction"
         return
-    vec = diff_of_means(store, hook, pos, neg, rows=index, name="wait direction")
+    vec = diff_of_means(store, hook, pos, neg, rows=index, name="self-check direction")
     problems = heldout_problems(TaskConfig(), cfg.n_problems + cfg.steering_problems)[cfg.n_problems :]
     alphas = (0.0, 1.0, 2.0) if cfg.quick else (-1.0, 0.0, 1.0, 2.0)
     scfg = SweepConfig(alphas=alphas, seeds=(cfg.seed,), max_new_tokens=cfg.max_new_tokens, progress=False)
     rows = run_sweep(ctx.model, vec, problems, scfg)
     bar.update()
-    summary = summarise(rows, metrics=("wait_rate", "accuracy"), seed=cfg.seed)
-    summary = summary.assign(vector=summary["direction"].map({"steered": "wait direction", "random": "random control"}),
-                             measure=summary["metric"].map({"wait_rate": "wait lines per compute step",
-                                                            "accuracy": "final-answer accuracy"}))  # fmt: skip
+    names = {"wait_rate": "wait lines per compute step", "check_rate": "check lines per compute step",
+             "accuracy": "final-answer accuracy"}  # fmt: skip
+    summary = summarise(rows, metrics=tuple(names), seed=cfg.seed)
+    summary = summary.assign(
+        vector=summary["direction"].map({"steered": "self-check direction", "random": "random control"}),
+        measure=summary["metric"].map(names),
+    )
     at = summary.set_index(["vector", "metric", "alpha"])["value"]
     hi = max(alphas)
-    ctx.record(
-        "steering",
-        f"wait rate at α={hi:g} / α=0",
-        f"{at['wait direction', 'wait_rate', hi]:.3f} / {at['wait direction', 'wait_rate', 0.0]:.3f}",
-        f"{at['random control', 'wait_rate', hi]:.3f}",
-        f"baseline: random direction of equal norm at α={hi:g}; {len(problems)} problems per α",
-    )
-    ctx.record(
-        "steering",
-        f"accuracy at α={hi:g} / α=0",
-        f"{at['wait direction', 'accuracy', hi]:.3f} / {at['wait direction', 'accuracy', 0.0]:.3f}",
-        f"{at['random control', 'accuracy', hi]:.3f}",
-        "baseline: random control",
-    )
+    for metric, label in (("wait_rate", "wait rate"), ("check_rate", "check rate"), ("accuracy", "accuracy")):
+        ctx.record(
+            "steering",
+            f"{label} at α={hi:g} / α=0",
+            f"{at['self-check direction', metric, hi]:.3f} / {at['self-check direction', metric, 0.0]:.3f}",
+            f"{at['random control', metric, hi]:.3f}",
+            f"baseline: random direction of equal norm at α={hi:g}; {len(problems)} problems per α",
+        )
     sec = ctx.report.section("7 · Steering")
     sec.text(
-        f"A 'wait' direction read from the store at {hook} (mean of compute steps followed by a wait line minus those "
-        f"followed by another compute line), added at step-boundary tokens with strength α (units of its norm) "
-        f"while sampling {len(problems)} new problems; a random direction of equal norm is the control. Bands: "
-        "95% bootstrap intervals over problems."
+        f"A self-check direction read from the store at {hook}: the mean boundary vector of compute steps "
+        f"followed by a wait or check line ({n_pos} steps) minus that of compute steps followed by another "
+        f"compute line. It is added at step-boundary tokens with strength α (units of its norm) while sampling "
+        f"{len(problems)} problems the store never saw; a random direction of equal norm at the same hook is the "
+        "control. Bands: 95% bootstrap intervals over problems."
     )
     shown = summary[["vector", "metric", "alpha", "value", "lo", "hi", "n_traces"]]
     sec.table(shown, caption="Dose-response table")
@@ -303,6 +307,6 @@ STAGES = [
     ("sae", "step SAE per layer", sae, 5),
     ("probes", "layer sweep and logit baselines", probes, 2),
     ("attribution", "suppression and attention vs true dependencies", attribution, 2),
-    ("steering", "wait direction sweep with random control", steering, 1),
+    ("steering", "self-check direction sweep with random control", steering, 1),
 ]
 """(name, title, function, sub-steps) of the analysis stages, in pipeline order."""

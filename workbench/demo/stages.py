@@ -235,8 +235,8 @@ def capture_steps(ctx: RunContext, bar) -> None:
     )
     sec.table(
         {
+            "traces": result.traces,
             "steps": result.steps,
-            "tokens": result.tokens,
             "tensor keys": len(ctx.store.keys),
             "store size (MB)": size_mb,
             "seconds": result.seconds,

@@ -455,7 +455,7 @@ def dependency_graph(steps: pd.DataFrame, edges: pd.DataFrame, *, weight: str | 
         alt.Chart(arcs_df)
         .mark_line(opacity=0.6, color=CATEGORICAL[0])
         .encode(
-            x=alt.X("x:Q", title="step"),
+            x=alt.X("x:Q", title="step", axis=alt.Axis(tickMinStep=1, format="d")),
             y=alt.Y("y:Q", axis=None),
             detail="edge:N",
             order="o:Q",
@@ -467,7 +467,9 @@ def dependency_graph(steps: pd.DataFrame, edges: pd.DataFrame, *, weight: str | 
         enc["color"] = alt.Color("kind:N", scale=alt.Scale(range=list(CATEGORICAL)), title="kind")
     dots = alt.Chart(nodes).mark_circle(size=120, opacity=1).encode(**enc)
     labels = (
-        alt.Chart(nodes).mark_text(dy=14, angle=0, fontSize=9).encode(x="step_index:Q", y=alt.datum(0), text="text:N")
+        alt.Chart(nodes)
+        .mark_text(align="right", angle=320, dx=-4, dy=6, fontSize=9)
+        .encode(x="step_index:Q", y=alt.datum(0), text="text:N")
     )
     title = f"Step dependencies of one trace ({len(nodes)} steps, {len(edges)} reads)"
-    return alt.layer(lines, dots, labels).properties(title=title, width=max(W, 40 * len(nodes)), height=H // 1.5)
+    return alt.layer(lines, dots, labels).properties(title=title, width=max(W, 60 * len(nodes)), height=H // 1.5)

@@ -55,7 +55,7 @@ def choose_scale(values: pd.Series) -> ScaleChoice:
     s = pd.Series(values).dropna()
     if s.empty:
         return ScaleChoice(kind="categorical", domain=())
-    is_bool = pd.api.types.is_bool_dtype(s) or set(s.unique()) <= {True, False}
+    is_bool = pd.api.types.is_bool_dtype(s) or all(isinstance(v, (bool, np.bool_)) for v in s.unique())
     integer_few = pd.api.types.is_integer_dtype(s) and s.nunique() <= MAX_CATEGORIES
     if is_bool or integer_few or not pd.api.types.is_numeric_dtype(s):
         cats = sorted(s.unique(), key=lambda v: (not isinstance(v, bool), str(v)))
