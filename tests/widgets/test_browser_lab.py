@@ -62,8 +62,9 @@ def page(browser, lab):
     ctx.route("**/*", offline)
     page = ctx.new_page()
     page.set_default_timeout(60_000)  # a busy 2-core machine
-    page.page_errors = []
+    page.page_errors, page.console_errors = [], []
     page.on("pageerror", lambda e: page.page_errors.append(str(e)))
+    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
     page.offline = offline
     yield page
     ctx.close()
@@ -105,7 +106,7 @@ def test_quickstart_renders_every_panel_and_reacts(page, lab):
     expect(viewer.locator(".wb-step-detail")).to_have_attribute("data-step", "2")
     expect(viewer.locator(".wb-step[data-step='2']")).to_have_css("outline-style", "solid")
 
-    assert page.page_errors == [], page.page_errors
+    assert page.page_errors == [], (page.page_errors, page.console_errors[:10])
     assert page.offline.blocked == [], f"the notebook tried to reach the network: {page.offline.blocked}"
 
     SHOTS.mkdir(parents=True, exist_ok=True)

@@ -31,8 +31,14 @@ def test_latents_are_ranked_by_separation(toy_store, tiny_sae):
         wf.latent_values(acts, 48)
 
 
-def test_browser_follows_the_picked_latent(toy_store, tiny_sae):
+def test_browser_follows_the_picked_latent(toy_store, tiny_sae, monkeypatch):
+    from workbench.viz import widgets
+
+    drawn = []
+    real = widgets._show_chart
+    monkeypatch.setattr(widgets, "_show_chart", lambda out, chart: (drawn.append(chart), real(out, chart)))
     fb = FeatureBrowser(tiny_sae, toy_store, label="label_correct", k=3)
+    assert len(drawn) == 1  # one decoder map at start (a chart replaced before it renders fails in the page)
     assert fb.status.value == ""
     first = fb.latent.value
     assert f"latent {first}" in fb.top_steps.value
@@ -41,8 +47,9 @@ def test_browser_follows_the_picked_latent(toy_store, tiny_sae):
     assert f"top steps of latent {other}" in fb.top_steps.value
     fires = int((fb._wf.latent_values(fb.acts, other) > 0).sum())
     assert f"fires on {fires} of {len(fb.acts.steps)} steps" in fb.histogram.value
-    assert len(fb.map.outputs) == 1  # the decoder map, redrawn with this latent marked
-    fb.label.value = "label_kind"  # a multiclass label: pick the positive class
+    assert len(fb.map.outputs) == 1 and len(drawn) == 2  # the decoder map, redrawn once with this latent marked
+    fb.label.value = "label_kind"  # a multiclass label: pick the positive class; one redraw
+    assert len(drawn) == 3
     assert "wait" in [v for _, v in fb.positive.options] or len(fb.positive.options) > 1
     assert fb.status.value == "" and fb.latent.options
 

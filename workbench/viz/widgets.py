@@ -321,7 +321,7 @@ class FeatureBrowser(W.VBox):
         from workbench.sae import decoder_map, encode_store  # sae-lens loads slowly: only when this panel is used
         from workbench.viz import widgets_features as wf
 
-        self._wf = wf
+        self._wf, self._quiet = wf, False
         charts.enable_offline()
         self.acts = encode_store(sae, store, rows=rows)
         self.k = k
@@ -356,11 +356,18 @@ class FeatureBrowser(W.VBox):
         except Exception as exc:
             self.status.value = wt.error_html(where, exc)
 
+    def _set_quietly(self, control: W.ValueWidget, options: list, value) -> None:
+        """Change a picker without firing its observer (the caller renders once, afterwards)."""
+        self._quiet = True
+        try:
+            control.options, control.value = options, value
+        finally:
+            self._quiet = False
+
     def _on_label(self, _change=None) -> None:
         def run():
             values = sorted(self.acts.steps[self.label.value].dropna().unique(), key=str)
-            self.positive.options = [(str(v), v) for v in values]
-            self.positive.value = True if True in values else values[0]
+            self._set_quietly(self.positive, [(str(v), v) for v in values], True if True in values else values[0])
             self._on_rank()
 
         self._guard("label", run)
@@ -370,13 +377,16 @@ class FeatureBrowser(W.VBox):
             positive = None if self.positive.value is True else self.positive.value
             self.ranked = self._wf.rank_latents(self.acts, self.label.value, positive)
             options = self._wf.latent_choices(self.ranked)
-            self.latent.options = options
-            self.latent.value = options[0][1] if options else None
+            self._set_quietly(self.latent, options, options[0][1] if options else None)
             self._on_latent()
 
-        self._guard("ranking", run)
+        if not self._quiet:
+            self._guard("ranking", run)
 
     def _on_latent(self, _change=None) -> None:
+        if self._quiet:
+            return
+
         def run():
             j = self.latent.value
             if j is None:
