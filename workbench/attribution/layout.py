@@ -20,13 +20,11 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from workbench.labels.dependencies import PROMPT_STEP
 from workbench.traces.align import align_trace, token_offsets
 from workbench.traces.types import Trace
 
 __all__ = ["PROMPT_STEP", "TraceTokens", "trace_tokens", "pad_right", "token_batches"]
-
-PROMPT_STEP = -1
-"""The step index that stands for the prompt."""
 
 
 @dataclass(frozen=True, kw_only=True)
