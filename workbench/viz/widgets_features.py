@@ -121,8 +121,9 @@ def step_top_latents(acts: FeatureActivations, k: int = 3) -> pd.DataFrame:
 def map_points(points: pd.DataFrame, latent: int) -> pd.DataFrame:
     """Decoder-map points (:func:`workbench.sae.decoder_map`) with the chosen latent marked in ``behaviour``."""
     out = points.copy()
-    out["behaviour"] = np.where(out["latent"] == latent, f"latent {latent}", "other latents")
-    return out
+    chosen = out["latent"] == latent
+    out["behaviour"] = np.where(chosen, f"latent {latent}", "other latents")
+    return pd.concat([out[~chosen], out[chosen]], ignore_index=True)  # drawn last: on top of the others
 
 
 def _fmt(v) -> str:
