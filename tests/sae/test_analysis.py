@@ -108,7 +108,7 @@ def test_geometry_silhouette_and_frequencies(acts):
 def test_a_trained_sae_finds_the_planted_wait_and_check_latents(store_path):
     store = open_store(store_path)
     split = store.split({"train": 0.7, "test": 0.3}, seed=0)
-    cfg = SAETrainConfig(arch="topk", width=48, k=3, batch_size=32, samples=32 * 250, lr=1e-2, metrics_every=50)
+    cfg = SAETrainConfig(arch="topk", width=48, k=3, batch_size=32, samples=32 * 400, lr=1e-2, metrics_every=50)
     saes = {h: train_sae(store, h, cfg, rows=split["train"], progress=False) for h in HOOKS}
     acts = {h: encode_store(saes[h], store, rows=split["test"], batch_size=50) for h in HOOKS}
     assert acts[HOOKS[0]].codes.shape == (len(split["test"]), 48)

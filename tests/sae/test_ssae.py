@@ -84,4 +84,6 @@ def test_ssae_refuses_a_plain_config_and_bad_context(store_path):
         train_ssae(store_path, HOOK, SAETrainConfig())
     with pytest.raises(ValueError, match="context='next'"):
         SSAEConfig(context="next")
+    with pytest.raises(ValueError, match="b_dec_init='median'"):
+        SAETrainConfig(b_dec_init="median")
     assert np.isclose(SSAEConfig(k=9).target_l1, 3.0)

@@ -75,7 +75,10 @@ class SAETrainConfig:
     """Scale inputs so their mean norm is sqrt(d_model) (sae-lens's ``expected_average_only_in``); the
     factor is recorded in the manifest and folded into the saved weights."""
     norm_batches: int = 8
-    """Batches used to estimate the scaling factor."""
+    """Batches used to estimate the scaling factor and the input mean."""
+    b_dec_init: str = "mean"
+    """Starting decoder bias: ``mean`` (the input mean, so latents start out reading deviations from it;
+    step vectors at a fixed boundary token share a large common component) or ``zeros`` (sae-lens's)."""
     metrics_every: int = 100
     """Record FVU, L0, dead fraction and decoder cosine every this many steps."""
     dead_window: int = 100_000
@@ -92,6 +95,8 @@ class SAETrainConfig:
         self._validate_common()
 
     def _validate_common(self) -> None:
+        if self.b_dec_init not in ("mean", "zeros"):
+            raise ValueError(f"{type(self).__name__}.b_dec_init={self.b_dec_init!r}: use 'mean' or 'zeros'")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"{type(self).__name__}.schedule={self.schedule!r}: use 'cosine' or 'constant'")
         _positive(self, "width", "k", "batch_size", "samples", "metrics_every", "dead_window")

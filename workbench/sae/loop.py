@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import pandas as pd
 import torch
@@ -37,7 +37,8 @@ __all__ = [
     "StepOutput",
     "LoopResult",
     "run_loop",
-    "estimate_scaling",
+    "input_stats",
+    "InputStats",
     "latest_checkpoint",
     "CHECKPOINTS",
     "atomic_write_json",
@@ -98,21 +99,31 @@ def atomic_write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-@torch.no_grad()
-def estimate_scaling(batches: Iterator[Tensor], n_batches: int) -> float:
-    """sae-lens's ``expected_average_only_in`` factor: sqrt(d_model) / mean input norm over ``n_batches``.
+class InputStats(NamedTuple):
+    """What the first batches say about the inputs."""
 
-    Same formula as sae-lens's ``ActivationScaler.estimate_scaling_factor`` (computed here so that no
-    progress bar of its own appears, and so that the SSAE scales its inputs the same way).
+    scaling_factor: float
+    """sqrt(d_model) / mean input norm: sae-lens's ``expected_average_only_in`` factor."""
+    mean: Tensor
+    """``[d_model]`` mean input (raw units), the starting decoder bias."""
+
+
+@torch.no_grad()
+def input_stats(batches: Iterator[Tensor], n_batches: int) -> InputStats:
+    """Scaling factor and mean of the inputs over the first ``n_batches`` batches.
+
+    The factor uses the formula of sae-lens's ``ActivationScaler.estimate_scaling_factor`` (computed here
+    so that no progress bar of its own appears, and so that the SSAE scales its inputs the same way).
     """
-    total, count, d = 0.0, 0, None
+    total, count, acc = 0.0, 0, None
     for x in islice(batches, n_batches):
-        total += float(x.float().norm(dim=-1).double().sum())
+        x = x.double()
+        total += float(x.norm(dim=-1).sum())
+        acc = x.sum(0) if acc is None else acc + x.sum(0)
         count += x.shape[0]
-        d = x.shape[-1]
     if not count or total == 0:
         raise ValueError("cannot estimate the input scaling: no batches, or every step vector is zero")
-    return d**0.5 / (total / count)
+    return InputStats(acc.shape[0] ** 0.5 / (total / count), (acc / count).float())
 
 
 def latest_checkpoint(out: Path) -> Path | None:

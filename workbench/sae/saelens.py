@@ -105,6 +105,11 @@ class SaeLensEngine:
     def scaling_factor(self, value: float | None) -> None:
         self.trainer.activation_scaler.scaling_factor = value
 
+    @torch.no_grad()
+    def init_decoder_bias(self, value: Float[Tensor, " d_model"]) -> None:
+        """Start the decoder bias at ``value`` (in the scaled input space)."""
+        self.sae.b_dec.data.copy_(value.to(self.sae.b_dec))
+
     # ---- training ----------------------------------------------------------------------------------
     def step(self, batch: Float[Tensor, "batch d_model"]) -> StepOutput:
         out = self.trainer.step(batch)

@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from workbench.sae.config import SSAEConfig
-from workbench.sae.loop import StepOutput, estimate_scaling, run_loop
+from workbench.sae.loop import StepOutput, input_stats, run_loop
 from workbench.sae.train import (
     TrainedSAE,
     as_store,
@@ -322,9 +322,11 @@ def train_ssae(
     ctx = context_vectors(st, hook, pooling, df, cfg.context)
     engine = SSAEEngine(cfg, x.shape[-1])
     batches = _pair_batches(x, ctx, cfg)
-    engine.scaling_factor = (
-        estimate_scaling((b.x for b in batches(0)), cfg.norm_batches) if cfg.normalize else None
-    )  # fmt: skip
+    stats = input_stats((b.x for b in batches(0)), cfg.norm_batches)
+    engine.scaling_factor = stats.scaling_factor if cfg.normalize else None
+    if cfg.b_dec_init == "mean":
+        with torch.no_grad():
+            engine.sae.b_dec.copy_(stats.mean * (engine.scaling_factor or 1.0))
     run_state = {"config": cfg.to_json(), "store": str(Path(st.root).resolve()), "hook": hook, "pooling": pooling,
                  "rows_sha256": rows_digest(df), "scaling_factor": engine.scaling_factor}  # fmt: skip
     result = run_loop(

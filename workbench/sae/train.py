@@ -26,7 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from workbench.sae.config import SAETrainConfig, SSAEConfig
-from workbench.sae.loop import CHECKPOINTS, atomic_write_json, estimate_scaling, run_loop
+from workbench.sae.loop import CHECKPOINTS, atomic_write_json, input_stats, run_loop
 from workbench.sae.saelens import SAELENS_VERSION, SaeLensEngine, StepSAE, load_saelens
 from workbench.store import StepStore, open_store
 
@@ -206,8 +206,11 @@ def train_sae(
     model = st.manifest.get("model") or {}
     engine = SaeLensEngine(cfg, d_in, {"hook_name": hook, "model_name": str(model.get("model") or model.get("path"))})
     batches = _batches(st, hook, pooling, df, cfg, in_memory)
-    scaling = estimate_scaling(batches(0), cfg.norm_batches) if cfg.normalize else None
+    stats = input_stats(batches(0), cfg.norm_batches)
+    scaling = stats.scaling_factor if cfg.normalize else None
     engine.scaling_factor = scaling
+    if cfg.b_dec_init == "mean":
+        engine.init_decoder_bias(stats.mean * (scaling or 1.0))
     run_state = {
         "config": cfg.to_json(),
         "store": str(Path(st.root).resolve()),
