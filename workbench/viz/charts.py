@@ -18,7 +18,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from workbench.viz.scales import BOOL_COLORS, CATEGORICAL, DIVERGING, SEQUENTIAL, choose_scale
+from workbench.viz.scales import BOOL_COLORS, CATEGORICAL, DIVERGING, MISSING, SEQUENTIAL, choose_scale
 
 __all__ = [
     "VEGALITE_VERSION",
@@ -139,7 +139,11 @@ def phi_curve(
     }
     if has_group:
         df[group] = df[group].astype("string").fillna("unknown")
-        enc["color"] = alt.Color(f"{group}:N", title=group, scale=alt.Scale(range=list(CATEGORICAL)))
+        scale = alt.Scale(range=list(CATEGORICAL))
+        if set(df[group]) <= {"True", "False", "unknown"}:  # right answers blue, wrong red, as everywhere
+            colors = [BOOL_COLORS[True], BOOL_COLORS[False], MISSING]
+            scale = alt.Scale(domain=["True", "False", "unknown"], range=colors)
+        enc["color"] = alt.Color(f"{group}:N", title=group, scale=scale)
     lines = alt.Chart(df).mark_line(point=True, opacity=0.5).encode(**enc)
     layers = [lines]
     if saturation is not None:
