@@ -208,3 +208,40 @@ def test_sampled_generation_through_generate_traces(tiny_model):
     again = generate_traces(tiny_model, PROMPTS, config=cfg, progress=False)
     assert [t.completion for t in again] == [t.completion for t in base]
     assert [t.completion for t in steered] != [t.completion for t in base]
+
+
+def _live_boundaries(tokenizer, text: str, segmenter: str, chunk: int) -> list[int]:
+    """Boundary positions the tracker finds when ``text`` arrives ``chunk`` tokens per forward call."""
+    from workbench.steering import TokenTracker
+
+    class Cache:
+        def __init__(self, n):
+            self.n = n
+
+        def get_seq_length(self):
+            return self.n
+
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    tracker, found = TokenTracker(tokenizer), []
+    for a in range(0, ids.shape[1], chunk):
+        part = ids[:, a : a + chunk]
+        mask = torch.ones(1, a + part.shape[1], dtype=torch.long)
+        tracker.pre_hook(None, (), {"input_ids": part, "attention_mask": mask, "cache": Cache(a) if a else None})
+        m = tracker.mask(Positions(kind="boundary", segmenter=segmenter))
+        found += [] if m is None else [a + int(j) for j in m[0].nonzero().flatten()]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("segmenter", "text"),
+    [("newline", "q1;?q\nn=1\nwait n2\ncheck n2\nans=2\n"), ("double_newline", "q1;?q\nn=1\n\nwait n2\ncheck n2\n\n")],
+)
+def test_live_boundaries_match_the_segmenter_whatever_the_chunking(char_tokenizer, segmenter, text):
+    """Same positions as the offline segmenter (for text whose steps all end in their delimiter), any chunking."""
+    from workbench.traces import Trace, segment_trace
+
+    trace = segment_trace(Trace(trace_id="t", problem_id="p", prompt="", completion=text), segmenter,
+                          tokenizer=char_tokenizer)  # fmt: skip
+    expected = [s.boundary_token for s in trace.steps]
+    for chunk in (1, 3, len(text)):
+        assert _live_boundaries(char_tokenizer, text, segmenter, chunk) == expected

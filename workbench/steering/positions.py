@@ -10,10 +10,14 @@ the text since the row's last boundary plus a sentinel character; the token is a
 exactly after it. For the toy task (``newline``) that is the newline token that ends each line, the same
 token capture's ``boundary`` pooling reads. The verdict depends only on the tokens so far, so a KV-cached
 generation (prompt first, then one token per call) and one forward pass over the same tokens get the same
-masks. Limits of a live view: a cut made *before* a word (the ``marker`` segmenter's "Wait", the
-sentence segmenter's connectors) is only known one token later and is not detected; only tokens containing
-a non-alphanumeric character are tested (every registered segmenter cuts after whitespace or punctuation);
-beam search (which reorders rows) is not supported.
+masks. Limits of a live view: a step that ends in a run of delimiters (``n=1\n\n`` under ``newline``)
+ends live at the first newline, where the offline segmenter puts it at the last; the end of the text is
+not a boundary unless a delimiter ends it; a cut made *before* a word (the ``marker`` segmenter's "Wait", the
+sentence segmenter's connectors) is only known one token later and is not detected; beam search (which
+reorders rows) is not supported. To keep generation fast, the segmenter runs only after tokens that could
+end a step: for the segmenters that cut after whitespace (``newline``, ``double_newline``, ``sentence``,
+``spae``) tokens containing whitespace, for any other segmenter tokens containing a non-alphanumeric
+character.
 
 Positions count *real* tokens of a row (left padding excluded): ``start=0`` is the row's first token.
 ``generated_only`` restricts a rule to the tokens fed after the first forward call of a generation (the
@@ -34,6 +38,7 @@ __all__ = ["Positions", "TokenTracker", "POSITION_KINDS"]
 
 POSITION_KINDS = ("all", "boundary", "from")
 _SENTINEL = "X"
+_CUT_AFTER_WHITESPACE = frozenset({"newline", "double_newline", "sentence", "spae"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +94,8 @@ class TokenTracker:
         self._special = set(getattr(tokenizer, "all_special_ids", []) or [])
         self._tails: dict[str, list[str]] = {}
         self._segmenters: dict[str, object] = {}
+        self._triggers: dict[str, dict[int, bool]] = {}
+        self._count: Tensor | None = None  # real tokens seen so far per row (cached generation)
         self.current: _Forward | None = None
 
     # ---- the pre-hook on the unwrapped model -------------------------------------------------------
@@ -100,14 +107,19 @@ class TokenTracker:
         past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
         mask = kwargs.get("attention_mask")
         b, p = ids.shape
+        fresh = past == 0
         if isinstance(mask, Tensor) and mask.ndim == 2:
-            full = mask.to(torch.long)
-            real = full[:, -p:].bool()
-            index = full.cumsum(-1)[:, -p:] - 1
+            cur = mask[:, -p:].to(torch.long)
+            real = cur.bool()
+            if fresh or self._count is None or self._count.shape[0] != b:
+                before = mask[:, :-p].to(torch.long).sum(-1) if mask.shape[1] > p else torch.zeros_like(cur[:, 0])
+            else:  # cached generation: count incrementally instead of a cumsum over the whole mask
+                before = self._count
+            index = before[:, None] + cur.cumsum(-1) - 1
+            self._count = before + cur.sum(-1)
         else:  # no 2-D mask: every token is real, counted from the cache's length
             real = torch.ones(b, p, dtype=torch.bool, device=ids.device)
             index = (torch.arange(p, device=ids.device) + past).expand(b, p)
-        fresh = past == 0
         if fresh:
             self._tails = {}
         self.current = _Forward(ids.tolist(), real, index, fresh, ids.device)
@@ -138,6 +150,8 @@ class TokenTracker:
         if segmenter in fw.boundary:
             return fw.boundary[segmenter]
         seg = self._segmenters.setdefault(segmenter, get_segmenter(segmenter))
+        trig = self._triggers.setdefault(segmenter, {})
+        whitespace = segmenter in _CUT_AFTER_WHITESPACE
         tails = self._tails.get(segmenter)
         if tails is None or len(tails) != len(fw.ids):
             tails = self._tails[segmenter] = [""] * len(fw.ids)
@@ -150,7 +164,9 @@ class TokenTracker:
                     continue
                 t = self._text(tok)
                 tail += t
-                if t and not t.isalnum() and self._ends_step(seg, tail):
+                if tok not in trig:
+                    trig[tok] = any(c.isspace() for c in t) if whitespace else bool(t) and not t.isalnum()
+                if trig[tok] and self._ends_step(seg, tail):
                     flags[r][j] = True
                     tail = ""
             tails[r] = tail
