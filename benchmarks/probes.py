@@ -257,22 +257,27 @@ def run(args) -> str:
         step_scores["test"][name] = zte
         step_scores["val"][name] = probe.scores(xva).numpy()
         step_scores["ood"][name] = probe.scores(features(ood, ood_rows, ro, wl)).numpy()
-    ro, wl = variants["linear, all layers × 3 poolings + logit stats"]
-    xtr, xva, xte = (features(store, sel[k], ro, wl) for k in ("train", "val", "test"))
     tgt = {k: binary(sel[k]) for k in ("train", "val")}
-    mlp = fit_mlp(xtr, tgt["train"], xva, tgt["val"], MLPProbeConfig(hidden=256, epochs=200, patience=15, device="cpu"))
-    zte = mlp.scores(xte).numpy()
-    rep = binary_report(yte, zte, torch.sigmoid(torch.as_tensor(zte)).numpy())
-    readout_rows.append(
-        {
-            "read-out": "MLP probe (3 layers), same features",
-            "l2 (val)": np.nan,
-            "val ROC-AUC": roc_auc(yva, mlp.scores(xva).numpy()),
-            **rep.as_dict(),
-        }
-    )
-    step_scores["test"]["MLP probe"], step_scores["val"]["MLP probe"] = zte, mlp.scores(xva).numpy()
-    step_scores["ood"]["MLP probe"] = mlp.scores(features(ood, ood_rows, ro, wl)).numpy()
+    mlp_cfg = MLPProbeConfig(hidden=256, epochs=200, patience=15, device="cpu")
+    for mname, vname in (
+        ("MLP probe (hidden states)", "linear, all layers × 3 poolings"),
+        ("MLP probe (hidden + logit stats)", "linear, all layers × 3 poolings + logit stats"),
+    ):
+        ro, wl = variants[vname]
+        xtr, xva, xte = (features(store, sel[k], ro, wl) for k in ("train", "val", "test"))
+        mlp = fit_mlp(xtr, tgt["train"], xva, tgt["val"], mlp_cfg)
+        zte = mlp.scores(xte).numpy()
+        rep = binary_report(yte, zte, torch.sigmoid(torch.as_tensor(zte)).numpy())
+        readout_rows.append(
+            {
+                "read-out": f"{mname}, all layers × 3 poolings",
+                "l2 (val)": np.nan,
+                "val ROC-AUC": roc_auc(yva, mlp.scores(xva).numpy()),
+                **rep.as_dict(),
+            }
+        )
+        step_scores["test"][mname], step_scores["val"][mname] = zte, mlp.scores(xva).numpy()
+        step_scores["ood"][mname] = mlp.scores(features(ood, ood_rows, ro, wl)).numpy()
 
     head_cfgs = {
         "uncertainty head (hidden states)": HeadConfig(hooks=tuple(hooks), width=128, n_heads=4),
