@@ -53,6 +53,7 @@ def test_quick_demo_report_draws_every_chart_offline(browser):
     html = result.report.read_text(encoding="utf-8")
     assert re.search(r"<script[^>]*\ssrc=", html) is None and "<link" not in html.lower()
     assert html.count("window.vegaEmbed=") == 1
+    assert not [s for s, why in result.skipped.items() if why.startswith("failed")], result.skipped
     assert result.n_charts >= 6, result.skipped
     with open_file_offline(browser, result.report, height=1000) as (page, rep):
         page.wait_for_function(f"document.body.dataset.chartsDone === '{result.n_charts}'", timeout=120_000)

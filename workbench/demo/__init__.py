@@ -18,6 +18,7 @@ import datetime as dt
 import os
 import platform
 import sys
+import traceback
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -95,7 +96,14 @@ def run_demo(config: DemoConfig | None = None) -> DemoResult:
         if reason:
             ctx.skipped[stage_name] = reason
             continue
-        run_stage(ctx, stage_name, title, fn, parts, (i, len(plan)))
+        if i <= 3:  # sample, label, capture: everything else needs them
+            run_stage(ctx, stage_name, title, fn, parts, (i, len(plan)))
+            continue
+        try:  # an analysis stage that fails must not cost the report of the others
+            run_stage(ctx, stage_name, title, fn, parts, (i, len(plan)))
+        except Exception as e:  # reported in the summary and the report, traceback printed
+            traceback.print_exc()
+            ctx.skipped[stage_name] = f"failed: {type(e).__name__}: {e}"
     for s, why in ctx.skipped.items():
         report.section(f"{s} · skipped").text(why)
     _provenance(ctx)

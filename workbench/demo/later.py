@@ -258,7 +258,7 @@ def steering(ctx: RunContext, bar) -> None:
     cfg, store = ctx.config, ctx.store
     hook = store.hooks[-1]
     index = store.index[store.index["row"] >= 0]
-    kind = _col(index, "kind")
+    kind = "kind"  # diff_of_means adds next_kind / prev_kind from this column
     # RISE-style behaviour direction: compute steps after which the model checks itself (a wait or check line)
     # minus compute steps followed by another compute line, read at the boundary token where it is written.
     pos = f"{kind} == 'compute' and next_{kind} in ('wait', 'check')"
