@@ -108,3 +108,17 @@ def bpe_tokenizer():
     )
     core.train_from_iterator(BPE_CORPUS * 30, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>")
+
+
+def attached_hooks(model) -> dict[str, tuple]:
+    """Every forward hook and pre-hook on ``model.hf_model``'s modules, by module name.
+
+    transformers itself installs output-capturing hooks the first time a model runs with
+    ``output_attentions=True`` and keeps them; tests compare snapshots before and after instead of
+    expecting none at all.
+    """
+    return {
+        name: (tuple(m._forward_hooks.values()), tuple(m._forward_pre_hooks.values()))
+        for name, m in model.hf_model.named_modules()
+        if m._forward_hooks or m._forward_pre_hooks
+    }

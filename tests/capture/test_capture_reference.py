@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.capture.helpers import assert_store_matches
+from tests.conftest import attached_hooks
 from workbench.capture import CAPTURED, POOLINGS, CaptureConfig, capture
 from workbench.capture.plan import plan_batches
 from workbench.capture.reference import naive_capture
@@ -56,6 +57,7 @@ def test_boundary_and_last_read_the_steps_own_tokens(tiny_model, traces, tmp_pat
 
 def test_forward_stops_after_the_last_requested_layer_and_hooks_are_removed(tiny_model, traces, tmp_path):
     layers = tiny_model.layout.layers
+    before = attached_hooks(tiny_model)
     calls = []
     handle = layers[1].register_forward_hook(lambda *a: calls.append(1))
     try:
@@ -63,8 +65,7 @@ def test_forward_stops_after_the_last_requested_layer_and_hooks_are_removed(tiny
     finally:
         handle.remove()
     assert calls == [], "layer 1 ran although only layer 0 was requested"
-    leftover = [m for m in tiny_model.hf_model.modules() if m._forward_hooks or m._forward_pre_hooks]
-    assert leftover == [], "capture left hooks attached"
+    assert attached_hooks(tiny_model) == before, "capture left hooks attached"
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])

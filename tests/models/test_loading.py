@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import make_tiny_model_dir
+from tests.conftest import attached_hooks, make_tiny_model_dir
 from workbench.models import ModelLoadError, ModelNotFoundError, UnknownHookError, load_model
 
 
@@ -109,6 +109,7 @@ def test_unknown_hook_lists_valid_names(tiny_model):
 
 def test_hooks_are_removed_even_when_the_forward_raises(tiny_model):
     enc = tiny_model.tokenize(["a=1;?a\n"])
+    before = attached_hooks(tiny_model)
 
     def boom(t, hook):
         raise RuntimeError("boom")
@@ -116,7 +117,7 @@ def test_hooks_are_removed_even_when_the_forward_raises(tiny_model):
     with pytest.raises(RuntimeError, match="boom"):
         with tiny_model.hooks([("blocks.0.hook_resid_post", boom)]):
             tiny_model.forward(enc["input_ids"])
-    assert all(not layer._forward_hooks and not layer._forward_pre_hooks for layer in tiny_model.layout.layers)
+    assert attached_hooks(tiny_model) == before
     tiny_model.forward(enc["input_ids"])  # runs clean afterwards
 
 
