@@ -121,7 +121,11 @@ def read_vectors(model, args, work: Path):
                     "how": how, "read_hook": hook, "pooling": "boundary", "rescaled_to": "dom norm"},
     )  # fmt: skip
     fvu = trained.history.iloc[-1].to_dict() if len(trained.history) else {}
-    return store, dom, sae_vec, sae_w, how, fvu, traces
+    # read elsewhere: the boundary vectors of the wait steps themselves (same negative group, same norm)
+    own = diff_of_means(store, hook, "kind == 'wait'", "kind == 'compute' and next_kind == 'compute'", name="wait_self")
+    own = SteeringVector(vector=own.direction * dom.scale, hook=hook, name="wait_self",
+                         provenance=own.provenance | {"rescaled_to": "dom norm"})  # fmt: skip
+    return store, dom, sae_vec, sae_w, how, fvu, own
 
 
 # ---- speed -----------------------------------------------------------------------------------------
@@ -195,8 +199,9 @@ def checks(summary: pd.DataFrame, vector: str, control_vector: str) -> list[str]
     doubling = [a for a in w.index if a > 0 and w.loc[a] >= 2 * base]
     if doubling:
         a2 = doubling[0]
-        drop = f"α={a2:g} doubles it ({w.loc[a2]:.3f} vs {base:.3f}); accuracy {100 * acc.loc[0.0]:.1f}% → " \
-               f"{100 * acc.loc[a2]:.1f}% ({100 * (acc.loc[0.0] - acc.loc[a2]):+.1f} points drop)"  # fmt: skip
+        change = 100 * (acc.loc[a2] - acc.loc[0.0])
+        drop = (f"the smallest α in the grid that at least doubles it is {a2:g} ({w.loc[a2]:.3f} vs {base:.3f}); "
+                f"accuracy {100 * acc.loc[0.0]:.1f}% → {100 * acc.loc[a2]:.1f}% ({change:+.1f} points)")  # fmt: skip
     else:
         drop = "no α in the grid doubles it"
     return [
@@ -214,7 +219,7 @@ def main(argv=None) -> int:
     model = load_model(device="cpu")
     prov = model.provenance()
     work = Path(tempfile.mkdtemp(prefix="steer-bench-"))
-    store, dom, sae_vec, sae_w, how, sae_final, _ = read_vectors(model, args, work)
+    store, dom, sae_vec, sae_w, how, sae_final, own = read_vectors(model, args, work)
     evalp = heldout_problems(TaskConfig(), args.n)
     base = dict(max_new_tokens=160, batch_size=32, progress=True)
 
@@ -226,6 +231,7 @@ def main(argv=None) -> int:
     add(run_sweep(model, dom, evalp, SweepConfig(alphas=tuple(args.alphas), **base)), "boundary")
     add(run_sweep(model, sae_vec, evalp, SweepConfig(alphas=tuple(args.alphas), control=False, **base)), "boundary")
     add(run_sweep(model, [dom, sae_vec], evalp, SweepConfig(alphas=(1.0,), edit="projection", **base)), "boundary")
+    add(run_sweep(model, own, evalp, SweepConfig(alphas=(1.0,), control=False, **base)), "boundary")
     every = Positions(kind="all", generated_only=True)
     add(run_sweep(model, dom, evalp, SweepConfig(alphas=(1.0,), positions=every, control=False, **base)), "all")
 
@@ -274,6 +280,8 @@ def main(argv=None) -> int:
   steps followed by a compute line ({dom.provenance["n_negative"]}).
 - `sae`: TopK SAE (width {args.sae_width}, k {args.sae_k}) on the same boundary vectors, final training metrics
   {", ".join(f"{k} {v:.3g}" for k, v in sae_final.items() if isinstance(v, float))}; direction: {how}.
+- `wait_self`: read at the `wait` steps themselves (their boundary vectors minus the same compute group),
+  rescaled to the `dom` norm; written like `dom` (its control is `dom`'s random row at the same α).
 - positions `boundary`: the newline token that ends each generated step (prompt excluded); `all`: every
   generated token.
 
