@@ -122,3 +122,15 @@ def attached_hooks(model) -> dict[str, tuple]:
         for name, m in model.hf_model.named_modules()
         if m._forward_hooks or m._forward_pre_hooks
     }
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole session (skipped when none is installed; a failure in CI).
+
+    Playwright's sync API allows one running instance per thread, so every browser test shares this one.
+    """
+    from tests.browser import launch_chromium
+
+    with launch_chromium() as b:
+        yield b

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.browser import CHART_MARKS, Offline, launch_chromium
+from tests.browser import CHART_MARKS, Offline
 from tests.widgets.jupyterlab import PANEL, STDERR, open_notebook, run_all_cells, running_lab, wait_all_executed
 
 pytestmark = pytest.mark.slow
@@ -38,12 +38,6 @@ PANELS = {
 # Altair charts the notebook draws, each of which must have marks: the step strip, the probe layer curve,
 # the reliability diagram, the SAE decoder map and the steering dose-response chart.
 N_CHARTS = 5
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launch_chromium() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")
