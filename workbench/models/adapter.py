@@ -359,6 +359,21 @@ def _load_tokenizer(path: Path):
     return AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
+def _own_weights(hf_model) -> None:
+    """Give every parameter and buffer its own memory.
+
+    On CPU, safetensors weights that need no conversion stay memory-mapped from the file, so a loaded model
+    would silently change if its ``model.safetensors`` were overwritten in place (a retrain copying new
+    weights over the folder did that to a running benchmark). Tensors already copied (another device or
+    dtype) are left alone; on CPU every tensor is copied once, one at a time (torch does not say which
+    storages are mapped).
+    """
+    with torch.no_grad():
+        for t in [*hf_model.parameters(), *hf_model.buffers()]:
+            if t.device.type == "cpu":
+                t.data = t.data.clone()
+
+
 def load_model(
     model: str | os.PathLike | None = None,
     *,
@@ -399,6 +414,7 @@ def load_model(
     if tokenizer.pad_token_id is None:  # many base models ship without one; generation needs it
         tokenizer.pad_token = tokenizer.eos_token
     hf_model.to(dev).eval()
+    _own_weights(hf_model)
     return WorkbenchModel(
         hf_model=hf_model,
         tokenizer=tokenizer,
