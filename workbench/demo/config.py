@@ -22,7 +22,7 @@ def runs_dir() -> Path:
 class DemoConfig:
     """What the demo runs and how much of it."""
 
-    n_problems: int = 160
+    n_problems: int = 128
     """Held-out toy problems to sample (one trace each, temperature 1); prompts read from a file for other models."""
     seed: int = 0
     """Seed of sampling, rollouts, SAE and probe training, steering."""
@@ -40,11 +40,11 @@ class DemoConfig:
     """Traces whose steps get Math-Shepherd rollout labels (0: skip rollouts)."""
     n_rollouts: int = 4
     """Rollouts per step prefix."""
-    sae_steps: int = 800
+    sae_steps: int = 300
     """Training batches of the step SAE."""
     attribution_traces: int = 24
     """Traces for the step-attribution stage."""
-    steering_problems: int = 48
+    steering_problems: int = 40
     """Problems per steering strength in the sweep (the random control runs the same problems)."""
     stages: tuple[str, ...] = STAGES
     """Stages to run (the first three are always needed by the later ones)."""
@@ -79,7 +79,7 @@ class DemoConfig:
             self,
             n_problems=min(self.n_problems, 48),
             rollout_traces=min(self.rollout_traces, 8),
-            sae_steps=min(self.sae_steps, 200),
+            sae_steps=min(self.sae_steps, 100),
             attribution_traces=min(self.attribution_traces, 8),
             steering_problems=min(self.steering_problems, 16),
         )

@@ -67,7 +67,7 @@ def sae(ctx: RunContext, bar) -> None:
     kind = _col(index, "kind")
     batch = min(256, len(index))
     scfg = SAETrainConfig(arch="topk", width=512, k=8, lr=1e-3, batch_size=batch, samples=cfg.sae_steps * batch,
-                          metrics_every=max(1, cfg.sae_steps // 30), checkpoint_every=10**9,
+                          metrics_every=max(10, cfg.sae_steps // 10), checkpoint_every=10**9,
                           dead_window=20 * batch, seed=cfg.seed)  # fmt: skip
     bar.total = 2 * len(store.hooks) + 1
     bar.refresh()
