@@ -23,24 +23,13 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from workbench.capture.record import eager_attention  # one implementation, shared with capture
+
 __all__ = ["eager_attention", "causal_mask", "layer_masks", "attention_modules", "StopForward"]
 
 
 class StopForward(Exception):
     """Raised by a hook once everything a caller needs is computed (ends the forward early)."""
-
-
-@contextmanager
-def eager_attention(hf_model) -> Iterator[None]:
-    """Run ``hf_model`` with eager attention inside the block; the previous implementation comes back after."""
-    old = hf_model.config._attn_implementation
-    if old != "eager":
-        hf_model.set_attn_implementation("eager")
-    try:
-        yield
-    finally:
-        if old != "eager":
-            hf_model.set_attn_implementation(old)
 
 
 def causal_mask(
