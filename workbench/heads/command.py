@@ -9,18 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from workbench.labels.table import parse_label_value
+
 __all__ = ["configure", "run"]
-
-
-def _value(text: str):
-    """``true``/``false`` → bool, numbers → float, else text (the label value that means "wrong")."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def configure(p: argparse.ArgumentParser, field_docs) -> None:
@@ -60,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         n_layers=args.n_layers, n_heads=args.n_heads, dropout=args.dropout,
     )  # fmt: skip
     train = HeadTrainConfig(
-        target=args.target, positive=_value(args.positive), epochs=args.epochs, batch_size=args.batch_size,
+        target=args.target, positive=parse_label_value(args.positive), epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, pos_weight=args.pos_weight, patience=args.patience,
         monitor=args.monitor, seed=args.seed, device=args.device, progress=not args.no_progress,
     )  # fmt: skip

@@ -22,6 +22,7 @@ __all__ = [
     "labels_frame",
     "labels_of",
     "unique_traces",
+    "parse_label_value",
 ]
 
 
@@ -81,3 +82,14 @@ def labels_frame(table: Mapping[StepKey, Mapping[str, Any]]):
 
     rows = [{"trace_id": k[0], "step_index": k[1], **v} for k, v in table.items()]
     return pd.DataFrame(rows, columns=None if rows else ["trace_id", "step_index"])
+
+
+def parse_label_value(text: str):
+    """A label value typed on the command line: ``true``/``false`` → bool, numbers → float, else the text."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return float(text)
+    except ValueError:
+        return text

@@ -9,18 +9,9 @@ import argparse
 import os
 from pathlib import Path
 
-__all__ = ["configure", "run", "parse_value"]
+from workbench.labels.table import parse_label_value
 
-
-def parse_value(text: str):
-    """``true``/``false`` → bool, numbers → float, anything else stays text (the target's "positive" value)."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return float(text)
-    except ValueError:
-        return text
+__all__ = ["configure", "run"]
 
 
 def configure(p: argparse.ArgumentParser, field_docs) -> None:
@@ -56,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         hooks=args.hooks,
         poolings=tuple(args.poolings),
         splits=store.split(seed=args.seed, index=captured),
-        positive=parse_value(args.positive),
+        positive=parse_label_value(args.positive),
         task=args.task,
         config=ProbeConfig(l2=args.l2, max_iter=args.max_iter, device=args.device),
     )
