@@ -8,6 +8,7 @@ import torch
 
 from workbench.capture import CaptureConfig, TokenFeatureConfig, capture
 from workbench.heads import HeadConfig, UncertaintyHead, load_sequences, score_sequences
+from workbench.heads import live as live_module
 from workbench.heads.live import LiveStepScorer, generate_scored
 from workbench.labels import trace_from_text
 from workbench.store import open_store
@@ -18,10 +19,15 @@ from workbench.traces import GenerationConfig
 HOOK = "blocks.2.hook_resid_post"
 
 
-def test_live_scores_equal_offline_scores(embedded, tmp_path):
+@pytest.mark.parametrize(("n_layers", "grow"), [(2, 64), (1, 4)])
+def test_live_scores_equal_offline_scores(embedded, tmp_path, monkeypatch, n_layers, grow):
+    # grow=4: the feature buffer and the key/value caches start tiny and must double many times
+    monkeypatch.setattr(live_module, "_GROW", grow)
     torch.manual_seed(0)
-    head = UncertaintyHead.build(HeadConfig(hooks=(HOOK,), width=32, n_heads=4, n_layers=2), embedded.d_model).eval()
-    problems = heldout_problems(TaskConfig(), 3)
+    cfg = HeadConfig(hooks=(HOOK,), width=32, n_heads=4, n_layers=n_layers)
+    head = UncertaintyHead.build(cfg, embedded.d_model).eval()
+    head.set_normalisation(torch.randn(embedded.d_model), torch.rand(embedded.d_model) + 0.5)  # folded live
+    problems = heldout_problems(TaskConfig(), 6)
     res = generate_scored(embedded, head, [p.prompt for p in problems], GenerationConfig(max_new_tokens=90, seed=1))
     traces = [
         trace_from_text(p, c, trace_id=f"r{i}", tokenizer=embedded.tokenizer, n_ctx=embedded.n_ctx)
@@ -40,6 +46,8 @@ def test_live_scores_equal_offline_scores(embedded, tmp_path):
     texts = {(t.trace_id, s.index): s.text for t in finished for s in t.steps}
     assert all(texts[(r.trace_id, r.step_index)] == r.text for r in both.itertuples())
     assert (both.scored_after_tokens == both.token_end + 1).all()  # ready one token after the step's end
+    shared = res.steps.groupby("scored_after_tokens").row.nunique()
+    assert (shared > 1).any()  # some calls scored several rows at once (the batched path)
 
 
 def test_live_scoring_refuses_heads_it_cannot_serve(embedded):
