@@ -6,8 +6,11 @@ and a Hugging Face stopping criterion — called after every sampled token with 
 when a step is complete and scores it. A generated token's hidden state is computed by the forward that
 reads it, i.e. the one that samples the next token; so a step ending in the boundary token ``\\n`` is
 scored right after the following token is sampled (a last step ending in end-of-sequence when that
-token is sampled). All rows whose step completed at the same token are scored in one batched head call, so the cost per
-generated token does not grow with the batch.
+token is sampled). All rows whose step completed at the same token are scored in one batched head call
+(at most one call per generated token, whatever the batch size), on exactly their new tokens.
+
+The cost that remains is the head's own arithmetic on every generated token: compare the head's weight
+matrices with the model's (``benchmarks/live_scoring.py`` reports the overhead by head size).
 
 The head is causal (:class:`~workbench.heads.HeadConfig` ``causal=True``), so each live score equals the
 offline score of the same trace (tested). Only hidden-state features are available live; a head trained
