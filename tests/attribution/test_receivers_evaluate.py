@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from workbench.attribution.attention import StepAttention, attention_frame
-from workbench.attribution.evaluate import auc_table, dependency_pairs
+from workbench.attribution.evaluate import auc_table, dependency_pairs, per_query
 from workbench.attribution.receivers import head_kurtosis, receiver_scores, top_heads, vertical_scores
 
 
@@ -60,3 +60,19 @@ def test_dependency_pairs_and_auc_table(toy_traces):
     adj = table.query("method == 'adjacent' and target == 'control' and subset == 'non-answer' and length == 'all'")
     assert adj.auc.item() == 1.0
     assert set(table.length) == {"all", "2-3", "4+"}
+
+
+def test_per_query_rescales_within_each_row():
+    pairs = pd.DataFrame(
+        {
+            "trace_id": ["a", "a", "a", "a", "b", "b"],
+            "q": [1, 2, 2, 2, 1, 1],
+            "k": [0, 0, 1, 1, 0, 0],
+            "score": [2.0, 1.0, 3.0, np.nan, 4.0, 4.0],
+        }
+    )
+    np.testing.assert_allclose(per_query(pairs, "score", "sum"), [1.0, 0.25, 0.75, np.nan, 0.5, 0.5])
+    np.testing.assert_allclose(per_query(pairs, "score", "max"), [1.0, 1 / 3, 1.0, np.nan, 1.0, 1.0])
+    np.testing.assert_allclose(per_query(pairs, "score", "rank"), [1.0, 0.5, 1.0, np.nan, 0.75, 0.75])
+    with pytest.raises(ValueError, match="how"):
+        per_query(pairs, "score", "median")

@@ -14,6 +14,7 @@ from workbench.attribution.suppression import (
     step_suppression,
     suppression_frame,
     suppression_rows,
+    token_kl,
 )
 
 
@@ -81,3 +82,23 @@ def test_suppressing_only_some_heads(tiny_model, toy_traces):
     assert not np.allclose(one_head.kl[lower], all_heads.kl[lower])
     with pytest.raises(ValueError, match="heads"):
         step_suppression(tiny_model, [t], SuppressionConfig(heads=((5, 0),), progress=False))
+
+
+@pytest.mark.parametrize("token_reduce", ["mean", "max"])
+def test_token_reduce_equals_a_loop_over_masked_forwards(tiny_model, toy_traces, token_reduce):
+    trace = toy_traces[1]
+    (res,) = step_suppression(tiny_model, [trace], SuppressionConfig(token_reduce=token_reduce, progress=False))
+    t = trace_tokens(trace, tiny_model.tokenizer)
+    ids = torch.tensor([t.input_ids])
+    mask = suppression_rows([t], ids.shape[1], dtype=torch.float32)
+    with eager_attention(tiny_model.hf_model):
+        rows = [masked_logits(tiny_model, ids, mask[r : r + 1])[0] for r in range(t.n_steps + 1)]
+    reduce = max if token_reduce == "max" else (lambda v: sum(v) / len(v))
+    for q in range(1, t.n_steps):
+        for k in range(q):
+            kl = token_kl(rows[0], rows[k + 1].unsqueeze(0))[0].double().numpy()
+            assert res.kl[q, k] == pytest.approx(reduce([kl[p] for p in t.predicting(q)]), rel=1e-4, abs=1e-7)
+            read = [kl[r - 1] for r in t.read_tokens[q] if r >= 1]
+            assert res.kl_read[q, k] == pytest.approx(reduce(read), rel=1e-4, abs=1e-7)
+    with pytest.raises(ValueError, match="token_reduce"):
+        SuppressionConfig(token_reduce="sum")

@@ -4,7 +4,9 @@ Thought Anchors (Bogdan et al., 2025) reads a head's token attention at the leve
 ``(q, k)`` of a head's step matrix is the mean over the tokens of step ``q`` of the attention they pay to
 the tokens of step ``k`` — averaged over ``k``'s tokens as in the paper (``key_reduce="mean"``), or summed
 (``"sum"``: the share of attention that lands on ``k``). The prompt is step ``-1``. Causal: entries with
-``q < k`` are NaN.
+``q < k`` are NaN. With ``queries="read"`` only the positions that predict the values ``q`` reads (the
+``read_chars`` label of :func:`workbench.labels.dependency_labels`, as for suppression's ``kl_read``) count
+as ``q``'s query tokens: where a data dependency has to be looked up; rows of steps that read nothing are NaN.
 
 Hot path, memory-bounded: one eager forward per batch of right-padded traces; a hook on each requested
 layer's attention module turns its ``[batch, head, pos, pos]`` weights into ``[batch, head, step, step]``
@@ -34,12 +36,16 @@ __all__ = [
     "AttentionConfig",
     "StepAttention",
     "KEY_REDUCTIONS",
+    "QUERY_REDUCTIONS",
+    "QUERY_TOKENS",
     "aggregate_attention",
     "step_attention",
     "attention_frame",
 ]
 
 KEY_REDUCTIONS = ("mean", "sum")
+QUERY_REDUCTIONS = ("mean", "max")
+QUERY_TOKENS = ("all", "read")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +56,10 @@ class AttentionConfig:
     """Layers whose heads to aggregate (None: every layer)."""
     key_reduce: str = "mean"
     """How the key step's tokens combine: 'mean' (Thought Anchors' mean over token pairs) or 'sum'."""
+    query_reduce: str = "mean"
+    """How the query step's tokens combine: 'mean' over them, or 'max' (the one token that looks hardest at k)."""
+    queries: str = "all"
+    """Query tokens of a step: 'all' its tokens, or 'read' only the positions predicting the values it reads."""
     max_batch_tokens: int = 8192
     """Padded tokens per forward (rows × longest trace); bounds the eager attention's memory."""
     progress: bool = True
@@ -58,6 +68,10 @@ class AttentionConfig:
     def __post_init__(self) -> None:
         if self.key_reduce not in KEY_REDUCTIONS:
             raise ValueError(f"key_reduce={self.key_reduce!r}: use one of {KEY_REDUCTIONS}")
+        if self.query_reduce not in QUERY_REDUCTIONS:
+            raise ValueError(f"query_reduce={self.query_reduce!r}: use one of {QUERY_REDUCTIONS}")
+        if self.queries not in QUERY_TOKENS:
+            raise ValueError(f"queries={self.queries!r}: use one of {QUERY_TOKENS}")
         if self.max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens={self.max_batch_tokens}: must be at least 1")
         if self.layers is not None:
@@ -83,18 +97,39 @@ class StepAttention(NamedTuple):
         return self.matrix[self.layers.index(layer), head]
 
 
-def aggregate_attention(
-    weights: Float[Tensor, "batch head pos pos"], slots: Int[Tensor, "batch pos"], n_slots: int, key_reduce: str
-) -> Float[Tensor, "batch head slot slot"]:
-    """Token attention → step attention. ``slots`` gives each token's step slot (-1: in no step, e.g. padding)."""
-    onehot = torch.zeros(*slots.shape, n_slots + 1, dtype=torch.float32, device=weights.device)
+def _onehot(slots: Int[Tensor, "batch pos"], n_slots: int, device) -> Float[Tensor, "batch pos slot"]:
+    onehot = torch.zeros(*slots.shape, n_slots + 1, dtype=torch.float32, device=device)
     onehot.scatter_(-1, (slots % (n_slots + 1)).unsqueeze(-1), 1.0)  # slot -1 lands in the extra last column
-    onehot = onehot[..., :n_slots]  # [batch, pos, slot]
-    to_keys = weights.float() @ onehot.unsqueeze(1)  # [batch, head, pos(q), slot(k)]: attention mass into k
-    sums = onehot.transpose(1, 2).unsqueeze(1) @ to_keys  # [batch, head, slot(q), slot(k)]
-    n = onehot.sum(1)  # [batch, slot]: tokens per step
-    denom = n.unsqueeze(-1) * (n.unsqueeze(-2) if key_reduce == "mean" else 1.0)
-    return sums / denom.unsqueeze(1)
+    return onehot[..., :n_slots]
+
+
+def aggregate_attention(
+    weights: Float[Tensor, "batch head pos pos"],
+    slots: Int[Tensor, "batch pos"],
+    n_slots: int,
+    key_reduce: str,
+    query_slots: Int[Tensor, "batch pos"] | None = None,
+    query_reduce: str = "mean",
+) -> Float[Tensor, "batch head slot slot"]:
+    """Token attention → step attention. ``slots`` gives each token's step slot (-1: in no step, e.g. padding).
+
+    ``query_slots`` (default ``slots``) gives the slot each position counts for as a query (-1: none); a
+    slot without query positions gets a NaN row. ``query_reduce``: mean or max over a slot's query positions.
+    """
+    keys = _onehot(slots, n_slots, weights.device)  # [batch, pos, slot]
+    queries = keys if query_slots is None else _onehot(query_slots, n_slots, weights.device)
+    to_keys = weights.float() @ keys.unsqueeze(1)  # [batch, head, pos(q), slot(k)]: attention mass into k
+    n_q, n_k = queries.sum(1), keys.sum(1)  # [batch, slot]: query positions / tokens per step
+    per_key = n_k.unsqueeze(1).unsqueeze(1) if key_reduce == "mean" else 1.0  # [batch, 1, 1, slot(k)]
+    if query_reduce == "max":
+        rows = []
+        for s in range(n_slots):  # few slots: one masked max over positions per query slot
+            off = (queries[..., s] == 0)[:, None, :, None]  # [batch, 1, pos, 1]
+            rows.append(to_keys.masked_fill(off, -torch.inf).amax(2))  # [batch, head, slot(k)]
+        best = torch.stack(rows, 2)  # [batch, head, slot(q), slot(k)]
+        return torch.where(torch.isinf(best), torch.nan, best) / per_key
+    sums = queries.transpose(1, 2).unsqueeze(1) @ to_keys  # [batch, head, slot(q), slot(k)]
+    return sums / (n_q.unsqueeze(1).unsqueeze(-1) * per_key)
 
 
 def _causal_nan(m: np.ndarray) -> np.ndarray:
@@ -115,7 +150,7 @@ def step_attention(model, traces: Sequence[Trace], config: AttentionConfig = Att
     bar = tqdm(total=len(toks), desc="step attention", unit="trace", disable=not config.progress)
     with eager_attention(model.hf_model):
         for batch in batches:
-            mats = _attention_batch(model, [toks[i] for i in batch], layers, config.key_reduce)
+            mats = _attention_batch(model, [toks[i] for i in batch], layers, config)
             for i, m in zip(batch, mats, strict=True):
                 out[i] = StepAttention(toks[i].trace_id, layers, m)
             bar.update(len(batch))
@@ -123,11 +158,24 @@ def step_attention(model, traces: Sequence[Trace], config: AttentionConfig = Att
     return out  # type: ignore[return-value]
 
 
+def _read_query_slots(t: TraceTokens) -> list[int]:
+    """Slot ``q + 1`` at every position predicting a value step ``q`` reads, -1 elsewhere."""
+    out = [-1] * t.n_tokens
+    for q, reads in enumerate(t.read_tokens):
+        for r in reads:
+            if r >= 1:
+                out[r - 1] = q + 1
+    return out
+
+
 @torch.no_grad()
-def _attention_batch(model, toks: list[TraceTokens], layers: tuple[int, ...], key_reduce: str) -> list[np.ndarray]:
+def _attention_batch(
+    model, toks: list[TraceTokens], layers: tuple[int, ...], config: AttentionConfig
+) -> list[np.ndarray]:
     device = model.device
     ids = pad_right([t.input_ids for t in toks], model.tokenizer.pad_token_id).to(device)
     slots = pad_right([t.slot_of_token() for t in toks], -1).to(device)
+    query_slots = pad_right([_read_query_slots(t) for t in toks], -1).to(device) if config.queries == "read" else None
     n_slots = max(t.n_steps for t in toks) + 1
     got: dict[int, Tensor] = {}
     last = max(layers)
@@ -138,7 +186,9 @@ def _attention_batch(model, toks: list[TraceTokens], layers: tuple[int, ...], ke
             weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
             if weights is None:
                 raise RuntimeError(f"layer {layer}: the attention module returned no weights (eager attention needed)")
-            got[layer] = aggregate_attention(weights, slots, n_slots, key_reduce).cpu()
+            got[layer] = aggregate_attention(
+                weights, slots, n_slots, config.key_reduce, query_slots, config.query_reduce
+            ).cpu()
             if layer == last:
                 raise StopForward
 

@@ -6,6 +6,8 @@ truth: ``data`` (``q`` reads a value ``k`` defined, :func:`workbench.labels.depe
 ``adjacent`` (1 for ``k = q - 1``) and ``inverse_distance`` (``1 / (q - k)``). Answer lines are marked
 (``is_answer``): every method is trivially right on them, so they are reported apart.
 :func:`auc_table` turns score columns into ROC-AUCs per target, subset and trace length.
+:func:`per_query` rescales a score within each query's row, so that a pooled AUC compares the earlier
+steps of one query with each other rather than the loud rows (answer lines) with the quiet ones.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from workbench.labels.agreement import roc_auc
 from workbench.labels.dependencies import dependency_labels
 from workbench.traces.types import Trace
 
-__all__ = ["dependency_pairs", "auc_table", "BASELINES", "READING_KINDS"]
+__all__ = ["dependency_pairs", "auc_table", "per_query", "BASELINES", "READING_KINDS", "ROW_NORMS"]
 
 BASELINES = ("adjacent", "inverse_distance")
 """Score columns :func:`dependency_pairs` adds as baselines."""
 
 READING_KINDS = ("compute", "wait", "check", "answer")
 """Step kinds whose reads are known (garbled lines are left out as queries)."""
+
+ROW_NORMS = ("sum", "max", "rank")
+"""Rescalings of :func:`per_query`: share of the row's total, fraction of its maximum, rank fraction."""
 
 
 def dependency_pairs(traces: Sequence[Trace]) -> pd.DataFrame:
@@ -90,3 +95,17 @@ def auc_table(
                 auc = roc_auc(ok[method].tolist(), y.tolist())
                 rows.append((method, target, subset, length, len(ok), int(y.sum()), auc))
     return pd.DataFrame(rows, columns=["method", "target", "subset", "length", "n_pairs", "n_positive", "auc"])
+
+
+def per_query(pairs: pd.DataFrame, column: str, how: str) -> pd.Series:
+    """``column`` rescaled within each query row ``(trace_id, q)`` over its earlier steps ``k``.
+
+    ``how``: ``"sum"`` divides by the row's total, ``"max"`` by its maximum, ``"rank"`` gives the rank
+    fraction (1 for the row's largest, ties averaged). NaN scores stay NaN and are left out of the row.
+    """
+    if how not in ROW_NORMS:
+        raise ValueError(f"how={how!r}: use one of {ROW_NORMS}")
+    groups = pairs.groupby(["trace_id", "q"])[column]
+    if how == "rank":
+        return groups.rank(pct=True)
+    return pairs[column] / groups.transform(how)

@@ -3,7 +3,9 @@
 Thought Anchors' causal step×step matrix. For each step ``k`` the trace is run once more with attention to
 ``k``'s tokens masked out for every later query (all layers and heads, or only the chosen ``(layer, head)``
 pairs); entry ``(q, k)`` is the mean, over the positions that predict step ``q``'s tokens, of
-``KL(p_plain || p_masked)`` between the next-token distributions without and with the mask. ``kl_read``
+``KL(p_plain || p_masked)`` between the next-token distributions without and with the mask
+(``token_reduce="max"``: the largest of them — one sharply changed prediction, such as a value looked up
+from ``k``, is not diluted by the rest of the line). ``kl_read``
 averages only over the positions that predict the values ``q`` read from earlier steps (the ``read_chars``
 label of :func:`workbench.labels.dependency_labels`): where a data dependency should show, not the
 bookkeeping of the line.
@@ -33,6 +35,7 @@ from workbench.attribution.masks import causal_mask, eager_attention, layer_mask
 from workbench.traces.types import Trace
 
 __all__ = [
+    "TOKEN_REDUCTIONS",
     "SuppressionConfig",
     "StepSuppression",
     "suppression_rows",
@@ -42,6 +45,8 @@ __all__ = [
     "suppression_frame",
 ]
 
+TOKEN_REDUCTIONS = ("mean", "max")
+
 
 @dataclass(frozen=True, kw_only=True)
 class SuppressionConfig:
@@ -49,12 +54,16 @@ class SuppressionConfig:
 
     heads: tuple[tuple[int, int], ...] | None = None
     """(layer, head) pairs whose attention to the masked step is suppressed (None: every layer and head)."""
+    token_reduce: str = "mean"
+    """How the token KLs of q's positions combine into the (q, k) entry: 'mean' (Thought Anchors) or 'max'."""
     max_batch_tokens: int = 16384
     """Padded tokens per forward (rows × longest trace); logits of that many positions are held at once."""
     progress: bool = True
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
+        if self.token_reduce not in TOKEN_REDUCTIONS:
+            raise ValueError(f"token_reduce={self.token_reduce!r}: use one of {TOKEN_REDUCTIONS}")
         if self.max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens={self.max_batch_tokens}: must be at least 1")
         if self.heads is not None:
@@ -69,9 +78,9 @@ class StepSuppression(NamedTuple):
 
     trace_id: str
     kl: Float[np.ndarray, "q k"]
-    """Mean KL over the positions predicting ``q``'s tokens when attention to ``k`` is suppressed."""
+    """Mean (or max) KL over the positions predicting ``q``'s tokens when attention to ``k`` is suppressed."""
     kl_read: Float[np.ndarray, "q k"]
-    """The same mean over the positions predicting the values ``q`` read (NaN when ``q`` reads none)."""
+    """The same over the positions predicting the values ``q`` read (NaN when ``q`` reads none)."""
 
 
 def suppression_rows(
@@ -124,17 +133,18 @@ def token_kl(
     return (ref.exp() * (ref - torch.log_softmax(other.float(), -1))).sum(-1).clamp_min(0)
 
 
-def _matrices(t: TraceTokens, kl: Float[Tensor, "k pos"]) -> tuple[np.ndarray, np.ndarray]:
+def _matrices(t: TraceTokens, kl: Float[Tensor, "k pos"], token_reduce: str) -> tuple[np.ndarray, np.ndarray]:
     kl = kl.cpu().double().numpy()
+    reduce = np.mean if token_reduce == "mean" else np.max
     s = t.n_steps
     full, read = np.full((s, s), np.nan), np.full((s, s), np.nan)
     for q in range(s):
         pos = list(t.predicting(q))
         rpos = [r - 1 for r in t.read_tokens[q] if r >= 1]
         if pos and q > 0:
-            full[q, :q] = kl[:q, pos].mean(1)
+            full[q, :q] = reduce(kl[:q, pos], 1)
         if rpos and q > 0:
-            read[q, :q] = kl[:q, rpos].mean(1)
+            read[q, :q] = reduce(kl[:q, rpos], 1)
     return full, read
 
 
@@ -156,7 +166,7 @@ def step_suppression(
             for i, t in zip(batch, part, strict=True):
                 n = t.n_tokens
                 kl = token_kl(logits[row, :n], logits[row + 1 : row + 1 + t.n_steps, :n])
-                out[i] = StepSuppression(t.trace_id, *_matrices(t, kl))
+                out[i] = StepSuppression(t.trace_id, *_matrices(t, kl, config.token_reduce))
                 row += t.n_steps + 1
             bar.update(len(batch))
     bar.close()
