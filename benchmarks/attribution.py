@@ -10,7 +10,10 @@ chosen on half A and scored on half B; every table is on half B, beside the base
 ``1/(q-k)`` and a random score on the same pairs.
 
 Measured: ROC-AUC of attention suppression (mean KL over q's tokens, and restricted to the positions
-where q reads values), the best single head's step attention and the head average; receiver score vs
+where q reads values), the best single head's step attention and the head average; every variant tried
+(suppression: mean or max over tokens, rescaled within each query row; attention: mean or sum over k's
+tokens, mean or max over q's tokens, all of q's tokens or only where it reads values) with its half-A and
+half-B AUC, the aggregation of the best head also chosen on half A; AUC by query kind; receiver score vs
 "is read by a later step"; counterfactual resampling importance vs ``on_answer_path``; speed of batched
 suppression against the same masked forwards run one at a time. Without ``--out`` nothing is written.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import os
 import platform
 import sys
@@ -37,6 +41,7 @@ from workbench.attribution import (
     auc_table,
     dependency_pairs,
     head_kurtosis,
+    per_query,
     receiver_scores,
     resampling_importance,
     step_attention,
@@ -45,9 +50,11 @@ from workbench.attribution import (
     top_heads,
     vertical_scores,
 )
+from workbench.attribution.attention import KEY_REDUCTIONS, QUERY_REDUCTIONS, QUERY_TOKENS
+from workbench.attribution.evaluate import ROW_NORMS
 from workbench.attribution.layout import pad_right, trace_tokens
 from workbench.attribution.masks import eager_attention
-from workbench.attribution.suppression import masked_logits, suppression_rows
+from workbench.attribution.suppression import TOKEN_REDUCTIONS, masked_logits, suppression_rows
 from workbench.labels import RolloutConfig, dependency_labels, generate_toy_traces, join_labels
 from workbench.labels.agreement import roc_auc
 from workbench.models import load_model
@@ -88,12 +95,44 @@ def head_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
+def head_aucs(pairs: pd.DataFrame, heads: list[str], target: str, subset: str = "non-answer") -> dict[str, float]:
+    """ROC-AUC of every head column for ``target`` (``subset``: 'non-answer' or 'all'; NaN scores left out)."""
+    part = pairs[~pairs["is_answer"]] if subset == "non-answer" else pairs
+    out = {}
+    for h in heads:
+        ok = part[part[h].notna()]
+        out[h] = roc_auc(ok[h].tolist(), ok[target].tolist())
+    return out
+
+
 def best_head(pairs_a: pd.DataFrame, heads: list[str], target: str) -> tuple[str, float]:
     """The head with the highest ROC-AUC for ``target`` on half A's non-answer pairs."""
-    part = pairs_a[~pairs_a["is_answer"]]
-    aucs = {h: roc_auc(part[h].tolist(), part[target].tolist()) for h in heads}
+    aucs = head_aucs(pairs_a, heads, target)
     name = max(aucs, key=lambda h: -1 if np.isnan(aucs[h]) else aucs[h])
     return name, aucs[name]
+
+
+def auc1(pairs: pd.DataFrame, method: str, target: str = "data", subset: str = "all") -> float:
+    """One ROC-AUC: ``subset`` 'all', 'non-answer', 'answer' or a query kind; NaN scores left out."""
+    if subset in ("non-answer", "answer"):
+        pairs = pairs[pairs["is_answer"] == (subset == "answer")]
+    elif subset != "all":
+        pairs = pairs[pairs["q_kind"] == subset]
+    ok = pairs[pairs[method].notna()]
+    return roc_auc(ok[method].tolist(), ok[target].astype(bool).tolist())
+
+
+ATTENTION_VARIANTS = list(itertools.product(KEY_REDUCTIONS, QUERY_REDUCTIONS, QUERY_TOKENS))
+"""(key_reduce, query_reduce, queries); the first is the library default."""
+
+
+def variant_tag(key_reduce: str, query_reduce: str, queries: str) -> str:
+    return f"k-{key_reduce}/q-{query_reduce}/{queries}"
+
+
+def spearman(a: dict[str, float], b: dict[str, float]) -> float:
+    keys = list(a)
+    return float(pd.Series([a[k] for k in keys]).corr(pd.Series([b[k] for k in keys]), method="spearman"))
 
 
 def timed_suppression(model, traces: list) -> dict:
@@ -171,7 +210,7 @@ def resampling_result(model, traces: list, n_rollouts: int, seed: int) -> dict:
     }
 
 
-ALL_TRACES_METHODS = ["kl", "kl_read", "head_mean", "adjacent", "inverse_distance", "random"]
+ALL_TRACES_METHODS = ["kl", "kl_read", "kl_max", "kl_read_max", "head_mean", "adjacent", "inverse_distance", "random"]
 
 
 def fmt(x: float) -> str:
@@ -181,13 +220,63 @@ def fmt(x: float) -> str:
 METHOD_NAMES = {
     "kl": "suppression, mean KL over q's tokens",
     "kl_read": "suppression, KL at q's read positions",
+    "kl_max": "suppression, max KL over q's tokens",
+    "kl_read_max": "suppression, max KL at q's read positions",
     "best_head_data": "best single head (chosen on half A for data)",
+    "best_head_read": "best single head, attention from q's read positions (chosen on half A)",
+    "best_head_variant": "best single head, aggregation also chosen on half A",
     "best_head_control": "best single head (chosen on half A for control)",
     "head_mean": "head-averaged step attention",
     "adjacent": "baseline: adjacent step",
     "inverse_distance": "baseline: 1/(q−k)",
     "random": "random score",
 }
+
+
+def variant_rows(pairs_a, pairs_b, sup_variants, variant_heads, per_variant) -> list[str]:
+    """Markdown rows: every suppression variant, every aggregation's best head and head mean, baselines."""
+
+    def cells(method: str) -> str:
+        vals = [
+            auc1(pairs_a, method),
+            auc1(pairs_a, method, subset="non-answer"),
+            auc1(pairs_b, method),
+            auc1(pairs_b, method, subset="non-answer"),
+            auc1(pairs_b, method, subset="answer"),
+            auc1(pairs_b, method, "control", "non-answer"),
+        ]
+        return " | ".join(fmt(v) for v in vals)
+
+    rows = [f"| suppression `{m}` | {cells(m)} |" for m in sup_variants]
+    for tag in variant_heads:
+        head = per_variant[tag][0]
+        rows.append(f"| best head `{tag}` ({head.split('|')[1]}) | {cells(head)} |")
+    rows += [f"| head mean `{tag}` | {cells(f'{tag}|head_mean')} |" for tag in variant_heads]
+    rows += [f"| {METHOD_NAMES[m]} | {cells(m)} |" for m in ("adjacent", "inverse_distance", "random")]
+    return rows
+
+
+KIND_METHODS = [
+    "kl",
+    "kl_read",
+    "kl_max",
+    "kl_read_max",
+    "best_head_data",
+    "best_head_read",
+    "best_head_variant",
+    "head_mean",
+]
+
+
+def kind_rows(pairs_b: pd.DataFrame) -> list[str]:
+    """Markdown table: ROC-AUC for data dependencies per query kind on half B."""
+    kinds = [k for k in ("compute", "wait", "check", "answer") if (pairs_b.q_kind == k).any()]
+    n = {k: (int((pairs_b.q_kind == k).sum()), int(pairs_b[pairs_b.q_kind == k].data.sum())) for k in kinds}
+    lines = ["| method | " + " | ".join(f"{k} (n={n[k][0]}, {n[k][1]} data)" for k in kinds) + " |"]
+    lines.append("|---" * (len(kinds) + 1) + "|")
+    for m in [*KIND_METHODS, "adjacent", "inverse_distance", "random"]:
+        lines.append(f"| {METHOD_NAMES[m]} | " + " | ".join(fmt(auc1(pairs_b, m, subset=k)) for k in kinds) + " |")
+    return lines
 
 
 def auc_of(table: pd.DataFrame, method: str, target: str, subset: str, length: str = "all") -> str:
@@ -242,13 +331,34 @@ def main(argv=None) -> int:
     log(f"{len(traces)} traces; suppression")
     half_a, half_b = halves(traces)
     pairs = dependency_pairs(traces)
-    sup = suppression_frame(step_suppression(model, traces, SuppressionConfig(progress=False)))
+    key = ["trace_id", "q", "k", "distance"]
+    sups = {
+        red: suppression_frame(step_suppression(model, traces, SuppressionConfig(token_reduce=red, progress=False)))
+        for red in TOKEN_REDUCTIONS
+    }
+    sup = sups["mean"].merge(sups["max"].rename(columns={"kl": "kl_max", "kl_read": "kl_read_max"}), on=key)
     log("step attention")
-    att = attention_frame(step_attention(model, traces, AttentionConfig(progress=False)))
-    att_pairs = att[att["distance"] > 0]
-    wide = head_columns(att_pairs[att_pairs["k"] >= 0])
-    heads = [c for c in wide.columns if c.startswith("L")]
-    pairs = pairs.merge(sup, on=["trace_id", "q", "k", "distance"], how="left").merge(wide, on=["trace_id", "q", "k"])
+    variant_heads: dict[str, list[str]] = {}
+    for kr, qr, qs in ATTENTION_VARIANTS:
+        cfg = AttentionConfig(key_reduce=kr, query_reduce=qr, queries=qs, progress=False)
+        frame = attention_frame(step_attention(model, traces, cfg))
+        if (kr, qr, qs) == ATTENTION_VARIANTS[0]:
+            att = frame  # the library default: receivers and the plain head columns
+        w = head_columns(frame[(frame["distance"] > 0) & (frame["k"] >= 0)])
+        tag = variant_tag(kr, qr, qs)
+        variant_heads[tag] = [f"{tag}|{c}" for c in w.columns if c.startswith("L")]
+        w.columns = [c if c in ("trace_id", "q", "k") else f"{tag}|{c}" for c in w.columns]
+        pairs = pairs.merge(w, on=["trace_id", "q", "k"], how="left")
+    default_tag = variant_tag(*ATTENTION_VARIANTS[0])
+    heads = [h.split("|")[1] for h in variant_heads[default_tag]]
+    for c in [*heads, "head_mean"]:
+        pairs[c] = pairs[f"{default_tag}|{c}"]
+    pairs = pairs.merge(sup, on=key, how="left")
+    sup_variants = ["kl", "kl_read", "kl_max", "kl_read_max"]
+    for c in list(sup_variants):
+        for how in ROW_NORMS:
+            pairs[f"{c}/{how}"] = per_query(pairs, c, how)
+            sup_variants.append(f"{c}/{how}")
     pairs["random"] = np.random.default_rng(0).random(len(pairs))
     ids_a = {t.trace_id for t in half_a}
     pairs_a, pairs_b = pairs[pairs.trace_id.isin(ids_a)], pairs[~pairs.trace_id.isin(ids_a)].copy()
@@ -257,11 +367,30 @@ def main(argv=None) -> int:
         name, auc_a = best_head(pairs_a, heads, target)
         chosen[target] = (name, auc_a)
         pairs_b[f"best_head_{target}"] = pairs_b[name]
+    # every aggregation's best head on half A; the aggregation whose best head is best on half A
+    per_variant = {tag: best_head(pairs_a, hs, "data") for tag, hs in variant_heads.items()}
+    pairs_b["best_head_read"] = pairs_b[per_variant[variant_tag("mean", "mean", "read")][0]]
+    best_tag = max(per_variant, key=lambda tag: per_variant[tag][1])
+    chosen["variant"] = per_variant[best_tag]
+    pairs_b["best_head_variant"] = pairs_b[per_variant[best_tag][0]]
     methods = list(METHOD_NAMES)
     table_b = auc_table(pairs_b, methods)
-    table_all = auc_table(
-        pairs, ["kl", "kl_read", "head_mean", "adjacent", "inverse_distance", "random"], length_edges=None
-    )
+    table_all = auc_table(pairs, ALL_TRACES_METHODS, length_edges=None)
+    selection = {}
+    for tag in (default_tag, best_tag):
+        hs = variant_heads[tag]
+        a_non, a_all = head_aucs(pairs_a, hs, "data"), head_aucs(pairs_a, hs, "data", "all")
+        b_all = head_aucs(pairs_b, hs, "data", "all")
+        pick = per_variant[tag][0]
+        selection[tag] = {
+            "pick": pick,
+            "pick_all": max(a_all, key=a_all.get),
+            "rank_b": 1 + sorted(b_all.values(), reverse=True).index(b_all[pick]),
+            "oracle_b": max(b_all, key=b_all.get),
+            "oracle_b_auc": max(b_all.values()),
+            "spearman": spearman(a_non, head_aucs(pairs_b, hs, "data")),
+            "n_heads": len(hs),
+        }
 
     log("receivers")
     rec = receiver_result(
@@ -303,8 +432,45 @@ def main(argv=None) -> int:
         "",
         f"Best single head for data chosen on half A: {chosen['data'][0]} (half-A AUC {fmt(chosen['data'][1])}); "
         f"for control: {chosen['control'][0]} (half-A AUC {fmt(chosen['control'][1])}). "
-        "Heads are `L{layer}H{head}`; step attention is the mean over q's tokens of the mean attention to k's "
-        "tokens. `all` pools answer and non-answer queries.",
+        "Heads are `L{layer}H{head}`; step attention (library default) is the mean over q's tokens of the mean "
+        "attention to k's tokens. `all` pools answer and non-answer queries. "
+        f"Aggregation and head chosen together on half A (highest half-A non-answer AUC over "
+        f"{len(ATTENTION_VARIANTS)} aggregations × {len(heads)} heads): `{best_tag}`, "
+        f"{chosen['variant'][0].split('|')[1]} (half-A AUC {fmt(chosen['variant'][1])}).",
+        "",
+        "## Every variant tried, half A (chooses) and half B (scored)",
+        "",
+        "Data dependencies unless marked. Suppression `kl*`: mean (or `max`) KL over q's tokens (`read`: only the "
+        "positions predicting the values q reads); `/sum`, `/max`, `/rank`: rescaled within each query row "
+        "(share of the row's total, fraction of its maximum, rank fraction; `workbench.attribution.per_query`). "
+        "Log KL is not listed: a monotone transform leaves every AUC unchanged. Attention `k-mean|k-sum`: mean "
+        "or sum over k's tokens; `q-mean|q-max`: mean or max over q's query positions; `all|read`: all of q's "
+        "tokens or only the positions predicting the values q reads (steps reading nothing are left out).",
+        "",
+        "| variant | A: data, all | A: data, non-answer | B: data, all | B: data, non-answer | B: data, answer "
+        "| B: control, non-answer |",
+        "|---|---|---|---|---|---|---|",
+        *variant_rows(pairs_a, pairs_b, sup_variants, variant_heads, per_variant),
+        "",
+        "## By query kind (half B, data dependencies)",
+        "",
+        "The model's copy of a value is often the step that last *stated* it (a `check` line, the operands "
+        "restated in a line that a `wait` corrects), while the ground truth is the step that last *defined* it; "
+        "the kinds of query show where methods and truth part ways.",
+        "",
+        *kind_rows(pairs_b),
+        "",
+        "## Is the head choice sound?",
+        "",
+        "| aggregation | chosen on half A (non-answer) | chosen on half A (all) | its rank on half B "
+        "| best head on half B (not a result: chosen on B) | Spearman of per-head AUCs, A vs B |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| `{tag}` | {sel['pick'].split('|')[1]} | {sel['pick_all'].split('|')[1]} | "
+            f"{sel['rank_b']} of {sel['n_heads']} | {sel['oracle_b'].split('|')[1]} ({fmt(sel['oracle_b_auc'])}) | "
+            f"{fmt(sel['spearman'])} |"
+            for tag, sel in selection.items()
+        ),
         "",
         "Suppression needs no choice, so it is also scored on all traces (both halves):",
         "",

@@ -12,7 +12,7 @@ and tidy long-format DataFrames:
 """
 
 from workbench.attribution.attention import AttentionConfig, StepAttention, attention_frame, step_attention
-from workbench.attribution.evaluate import BASELINES, auc_table, dependency_pairs
+from workbench.attribution.evaluate import BASELINES, auc_table, dependency_pairs, per_query
 from workbench.attribution.layout import PROMPT_STEP, TraceTokens, trace_tokens
 from workbench.attribution.masks import causal_mask, eager_attention
 from workbench.attribution.receivers import head_kurtosis, receiver_scores, top_heads, vertical_scores
@@ -59,5 +59,6 @@ __all__ = [
     "answer_kl",
     "dependency_pairs",
     "auc_table",
+    "per_query",
     "BASELINES",
 ]

@@ -33,6 +33,9 @@ def configure(p: argparse.ArgumentParser, field_docs: Callable[[type], dict[str,
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--layers", nargs="+", type=int, default=None, help=adoc.get("layers"))
     p.add_argument("--key-reduce", default="mean", choices=("mean", "sum"), help=adoc.get("key_reduce"))
+    p.add_argument("--query-reduce", default="mean", choices=("mean", "max"), help=adoc.get("query_reduce"))
+    p.add_argument("--queries", default="all", choices=("all", "read"), help=adoc.get("queries"))
+    p.add_argument("--token-reduce", default="mean", choices=("mean", "max"), help=sdoc.get("token_reduce"))
     p.add_argument("--min-distance", type=int, default=2, help="receivers: leave out queries closer than this")
     p.add_argument("--top-heads", type=int, default=3, help="receivers: how many top-kurtosis heads to average")
     p.add_argument("--max-batch-tokens", type=int, default=8192, help=sdoc.get("max_batch_tokens"))
@@ -59,7 +62,12 @@ def _compute(args: argparse.Namespace, model, traces: list):
     progress = not args.no_progress
     if args.method in ("attention", "receivers"):
         cfg = A.AttentionConfig(
-            layers=args.layers, key_reduce=args.key_reduce, max_batch_tokens=args.max_batch_tokens, progress=progress
+            layers=args.layers,
+            key_reduce=args.key_reduce,
+            query_reduce=args.query_reduce,
+            queries=args.queries,
+            max_batch_tokens=args.max_batch_tokens,
+            progress=progress,
         )
         frame = A.attention_frame(A.step_attention(model, traces, cfg))
         if args.method == "attention":
@@ -68,7 +76,9 @@ def _compute(args: argparse.Namespace, model, traces: list):
         heads = A.top_heads(A.head_kurtosis(vert), args.top_heads)
         return A.receiver_scores(vert, heads).assign(heads=str(heads))
     if args.method == "suppression":
-        cfg = A.SuppressionConfig(max_batch_tokens=args.max_batch_tokens, progress=progress)
+        cfg = A.SuppressionConfig(
+            token_reduce=args.token_reduce, max_batch_tokens=args.max_batch_tokens, progress=progress
+        )
         return A.suppression_frame(A.step_suppression(model, traces, cfg))
     gen = GenerationConfig(max_new_tokens=128, temperature=1.0, batch_size=256, seed=args.seed)
     rollouts = RolloutConfig(n_rollouts=args.n_rollouts, generation=gen)
