@@ -319,9 +319,10 @@ def main(argv=None) -> int:
     ap.add_argument("--min-distance", type=int, default=2, help="receivers: leave out queries closer than this")
     ap.add_argument("--top-heads", type=int, default=3, help="receivers: number of receiver heads")
     ap.add_argument("--model", default=None, help="model folder (default: the embedded model)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--out", default=None, help="write the markdown results here (nothing is written without it)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(max(1, min(args.threads, os.cpu_count() or 1)))
     model = load_model(args.model, device="cpu")
     load_before = os.getloadavg()[0]
     t_start = time.perf_counter()
@@ -414,7 +415,8 @@ def main(argv=None) -> int:
         "",
         f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()} "
         f"({os.cpu_count()} CPU cores, no GPU; load average {load_before:.1f} at the start — the machine was shared "
-        f"with a training run and other jobs, so timings are noisy), torch {torch.__version__}, float32.",
+        f"with other jobs, so timings are noisy), torch {torch.__version__} on {torch.get_num_threads()} thread(s), "
+        "float32.",
         f"Command: `{cmd.strip()}`. Total {total:.0f} s.",
         f"Model: `{prov['path']}` (weights sha256 {prov['weights_sha256'][:12]}…).",
         "",
