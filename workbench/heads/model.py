@@ -4,7 +4,7 @@ Per trace: the step tokens' features (hidden states of chosen hooks, optionally 
 log-probability and top-k probabilities, all read from a step store) → standardise → projection MLP →
 plus a learned *step-membership* embedding (each token's position inside its own step, so the encoder
 knows where steps begin) and a position embedding → a 1–2 layer transformer encoder over the trace's
-tokens → mean over each step's tokens → MLP → logit of "this step is wrong".
+tokens → pool each step's tokens (mean by default; max or attention) → MLP → logit of "this step is wrong".
 
 The encoder is causal by default: a step's score then depends only on tokens up to its end, which is what
 lets :mod:`workbench.heads.live` score a step the moment it is written and get the same number as an
@@ -20,10 +20,13 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
-__all__ = ["MAX_PARAMS", "HeadConfig", "UncertaintyHead", "count_parameters"]
+__all__ = ["MAX_PARAMS", "POOLS", "HeadConfig", "UncertaintyHead", "count_parameters", "pool_steps"]
 
 MAX_PARAMS = 10_000_000
 """UHeads keeps heads below 10M parameters; so do we (asserted on construction)."""
+
+POOLS = ("mean", "max", "attention")
+"""How a step's encoder outputs become one vector (:func:`pool_steps`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +53,8 @@ class HeadConfig:
     """Positions inside a step with their own embedding (later ones share the last)."""
     max_len: int = 1024
     """Longest trace (step tokens) the position embedding covers."""
+    pool: str = "mean"
+    """How a step's token outputs are pooled: mean, max (per channel) or attention (learned weights)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hooks", tuple(self.hooks))
@@ -59,6 +64,8 @@ class HeadConfig:
             raise ValueError(f"n_layers={self.n_layers}: use 1 or 2 encoder layers")
         if self.width < 1 or self.width % self.n_heads:
             raise ValueError(f"width={self.width}, n_heads={self.n_heads}: width must be a multiple of n_heads")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool={self.pool!r}: choose one of {POOLS}")
         if self.top_k < 0 or (self.top_k and not self.logit_features):
             raise ValueError(f"top_k={self.top_k}: needs logit_features=True and must be >= 0")
 
@@ -71,6 +78,38 @@ class HeadConfig:
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def pool_steps(
+    x: Float[Tensor, "tok width"],
+    segment: Int[Tensor, " tok"],
+    n_segments: int,
+    mode: str = "mean",
+    score: nn.Module | None = None,
+) -> Float[Tensor, "seg width"]:
+    """Pool token vectors into one vector per segment (step): mean, per-channel max, or attention.
+
+    ``segment`` is each token's segment number in ``[0, n_segments)``; segments without tokens give zeros.
+    ``attention`` weighs a segment's tokens by a softmax of ``score(x)`` (a ``width → 1`` module) within it.
+    The offline head and live scoring both pool through this function, so their numbers agree.
+    """
+    w = x.shape[-1]
+    if mode == "mean":
+        n = torch.bincount(segment, minlength=n_segments).clamp_min(1).to(x.dtype)
+        return x.new_zeros(n_segments, w).index_add_(0, segment, x) / n.unsqueeze(-1)
+    if mode == "max":
+        idx = segment.unsqueeze(-1).expand(-1, w)
+        out = x.new_full((n_segments, w), float("-inf")).scatter_reduce(0, idx, x, reduce="amax", include_self=True)
+        return out.masked_fill(torch.isinf(out), 0.0)
+    if mode == "attention":
+        if score is None:
+            raise ValueError("pool='attention' needs the head's score module (UncertaintyHead.pool_score)")
+        a = score(x).squeeze(-1)  # [tok]
+        top = a.new_full((n_segments,), float("-inf")).scatter_reduce(0, segment, a, reduce="amax", include_self=True)
+        e = torch.exp(a - top[segment].detach())
+        den = a.new_zeros(n_segments).index_add_(0, segment, e).clamp_min(1e-30)
+        return x.new_zeros(n_segments, w).index_add_(0, segment, x * (e / den[segment]).unsqueeze(-1))
+    raise ValueError(f"mode={mode!r}: choose one of {POOLS}")
 
 
 class UncertaintyHead(nn.Module):
@@ -90,6 +129,7 @@ class UncertaintyHead(nn.Module):
         )
         self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
         self.out = nn.Sequential(nn.LayerNorm(w), nn.Linear(w, w), nn.GELU(), nn.Linear(w, 1))
+        self.pool_score = nn.Linear(w, 1) if cfg.pool == "attention" else None
 
     @classmethod
     def build(cls, cfg: HeadConfig, n_features: int) -> UncertaintyHead:
@@ -124,6 +164,8 @@ class UncertaintyHead(nn.Module):
         causal = torch.ones((t, t), dtype=torch.bool, device=x.device).triu(1)  # True = may not attend
         mask = causal if self.cfg.causal else None
         h = self.encoder(x, mask=mask, src_key_padding_mask=pad, is_causal=self.cfg.causal)  # [batch, tok, w]
-        member = (token_step.unsqueeze(1) == torch.arange(n_steps, device=x.device).view(1, -1, 1)).to(h.dtype)
-        pooled = member @ h / member.sum(-1, keepdim=True).clamp_min(1)  # [batch, step, w]: mean over the step
-        return self.out(pooled).squeeze(-1)
+        b = h.shape[0]
+        keep = ~pad
+        seg = (torch.arange(b, device=x.device).view(-1, 1) * n_steps + token_step)[keep]  # (trace, step) id
+        pooled = pool_steps(h[keep], seg, b * n_steps, self.cfg.pool, self.pool_score)
+        return self.out(pooled.view(b, n_steps, -1)).squeeze(-1)

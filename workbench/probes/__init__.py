@@ -4,6 +4,7 @@
 - :mod:`~workbench.probes.data`: targets from index columns, problem-level splits, train-only standardisation;
 - :mod:`~workbench.probes.linear`: logistic / ridge / softmax probes and the batched torch layer sweep;
 - :mod:`~workbench.probes.mlp`: the SSAE-style 3-layer MLP probe;
+- :mod:`~workbench.probes.tokens`: token-level multiple-instance probes (token scores → step max);
 - :mod:`~workbench.probes.logits`: logit baselines (max / min token probability, entropy, perplexity);
 - :mod:`~workbench.probes.voting`: step-scored traces, best-of-N and score-weighted majority voting.
 
@@ -23,6 +24,7 @@ from workbench.probes.metrics import (
     roc_points,
 )
 from workbench.probes.mlp import MLPProbe, MLPProbeConfig, fit_mlp
+from workbench.probes.tokens import TokenBags, TokenProbe, TokenProbeConfig, fit_token_probe, token_bags
 from workbench.probes.voting import scored_steps, trace_table, voting_table
 
 __all__ = [
@@ -39,6 +41,11 @@ __all__ = [
     "MLPProbeConfig",
     "MLPProbe",
     "fit_mlp",
+    "TokenProbeConfig",
+    "TokenBags",
+    "TokenProbe",
+    "token_bags",
+    "fit_token_probe",
     "BASELINES",
     "logit_baselines",
     "baseline_table",
