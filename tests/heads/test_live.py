@@ -19,12 +19,12 @@ from workbench.traces import GenerationConfig
 HOOK = "blocks.2.hook_resid_post"
 
 
-@pytest.mark.parametrize(("n_layers", "grow"), [(2, 64), (1, 4)])
-def test_live_scores_equal_offline_scores(embedded, tmp_path, monkeypatch, n_layers, grow):
+@pytest.mark.parametrize(("n_layers", "grow", "pool"), [(2, 64, "mean"), (1, 4, "max"), (1, 64, "attention")])
+def test_live_scores_equal_offline_scores(embedded, tmp_path, monkeypatch, n_layers, grow, pool):
     # grow=4: the feature buffer and the key/value caches start tiny and must double many times
     monkeypatch.setattr(live_module, "_GROW", grow)
     torch.manual_seed(0)
-    cfg = HeadConfig(hooks=(HOOK,), width=32, n_heads=4, n_layers=n_layers)
+    cfg = HeadConfig(hooks=(HOOK,), width=32, n_heads=4, n_layers=n_layers, pool=pool)
     head = UncertaintyHead.build(cfg, embedded.d_model).eval()
     head.set_normalisation(torch.randn(embedded.d_model), torch.rand(embedded.d_model) + 0.5)  # folded live
     problems = heldout_problems(TaskConfig(), 6)

@@ -30,7 +30,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from workbench.heads.model import UncertaintyHead
+from workbench.heads.model import UncertaintyHead, pool_steps
 from workbench.traces.generate import GenerationConfig, left_pad, rng_devices
 
 __all__ = ["LiveStepScorer", "LiveResult", "generate_scored"]
@@ -131,8 +131,7 @@ class _IncrementalHead:
             o = F.scaled_dot_product_attention(q, keys, vals, attn_mask=may_see)  # [row, head, tok, dh]
             x = x + F.linear(o.transpose(1, 2).reshape(r_ * t, w)[slot_t], ow, ob)
             x = x + F.linear(F.relu(F.linear(F.layer_norm(x, (w,), n2w, n2b, e2), l1w, l1b)), l2w, l2b)
-        lens = torch.tensor(lengths, device=dev, dtype=x.dtype).view(-1, 1)
-        pooled = x.new_zeros(r_, w).index_add_(0, seg_t, x) / lens  # mean over each step's tokens
+        pooled = pool_steps(x, seg_t, r_, cfg.pool, h.pool_score)  # one vector per new step, as offline
         for r, m in zip(rows, lengths, strict=True):
             self.n[r] += m
         return h.out(pooled).squeeze(-1).tolist()
