@@ -70,3 +70,20 @@ def test_labels_join_onto_traces_with_leading_whitespace_lines():
     assert completion[a:b] == "39"
     with pytest.raises(ValueError, match="newline"):
         dependency_labels([trace.with_steps(trace.steps[:2])])
+
+
+def test_stated_source_reads_the_nearest_copy_of_each_value():
+    def stated(completion: str):
+        return [d.depends_on for d in step_dependencies(parse_prompt(PROMPT), completion, source="stated")]
+
+    # y reads c from step 0 (which wrote c71 as an operand), not from the prompt; the answer reads y's line
+    assert stated("n=i68+c71=n39\ny=c71+n39=y10\nd=b48+b48=d96\nans=10\n") == [(-1,), (0,), (-1,), (1,)]
+    # the wait reads i and c where they were just written: the line it corrects; the answer reads the check
+    completion = "n=i68+c71=n40\nwait n39\ny=c71+n39=y10\ncheck y10\nans=10\n"
+    assert stated(completion) == [(-1,), (0,), (0, 1), (2,), (3,)]
+    out = step_dependencies(parse_prompt(PROMPT), completion, source="stated")
+    assert out[1].corrects == 0  # the corrected line is still the one the wait replaces
+    # an uncorrected wrong value is what later lines copy
+    assert stated("n=i68+c71=n40\ny=c71+n40=y11\nans=11\n") == [(-1,), (0,), (1,)]
+    with pytest.raises(ValueError, match="source"):
+        step_dependencies(parse_prompt(PROMPT), completion, source="nearest")

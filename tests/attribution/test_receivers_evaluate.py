@@ -50,6 +50,9 @@ def test_dependency_pairs_and_auc_table(toy_traces):
     assert t1.loc[(2, 1), "data"] and not t1.loc[(2, 0), "data"]
     assert t1.loc[(4, 2), "data"] and t1.loc[(5, 4), "data"] and t1.loc[(5, 4), "is_answer"]
     assert t1.loc[(3, 2), "control"] and not t1.loc[(3, 1), "control"]
+    # last *stated*: the wait reads its operands from the line it corrects, d reads y from the check line
+    assert t1.loc[(1, 0), "data_stated"] and not t1.loc[(1, 0), "data"]
+    assert t1.loc[(4, 3), "data_stated"] and not t1.loc[(4, 2), "data_stated"]
     assert len(pairs) == sum(len(t.steps) * (len(t.steps) - 1) // 2 for t in toy_traces)
     assert (pairs.inverse_distance == 1 / pairs.distance).all()
     pairs["oracle"] = pairs["data"].astype(float)

@@ -38,7 +38,9 @@ def configure(p: argparse.ArgumentParser, field_docs: Callable[[type], dict[str,
     p.add_argument("--token-reduce", default="mean", choices=("mean", "max"), help=sdoc.get("token_reduce"))
     p.add_argument("--min-distance", type=int, default=2, help="receivers: leave out queries closer than this")
     p.add_argument("--top-heads", type=int, default=3, help="receivers: how many top-kurtosis heads to average")
-    p.add_argument("--max-batch-tokens", type=int, default=8192, help=sdoc.get("max_batch_tokens"))
+    p.add_argument(
+        "--max-batch-tokens", type=int, default=None, help="padded tokens per forward (default: the method's own)"
+    )
     p.add_argument("--n-rollouts", type=int, default=RolloutConfig.n_rollouts, help=rdoc.get("n_rollouts"))
     p.add_argument("--seed", type=int, default=0, help="resampling: seed of the rollouts")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -54,6 +56,10 @@ def _with_dependencies(traces: list) -> list:
         return traces
 
 
+def _batch(args: argparse.Namespace) -> dict:
+    return {} if args.max_batch_tokens is None else {"max_batch_tokens": args.max_batch_tokens}
+
+
 def _compute(args: argparse.Namespace, model, traces: list):
     import workbench.attribution as A
     from workbench.labels.rollouts import RolloutConfig
@@ -66,8 +72,8 @@ def _compute(args: argparse.Namespace, model, traces: list):
             key_reduce=args.key_reduce,
             query_reduce=args.query_reduce,
             queries=args.queries,
-            max_batch_tokens=args.max_batch_tokens,
             progress=progress,
+            **_batch(args),
         )
         frame = A.attention_frame(A.step_attention(model, traces, cfg))
         if args.method == "attention":
@@ -76,9 +82,7 @@ def _compute(args: argparse.Namespace, model, traces: list):
         heads = A.top_heads(A.head_kurtosis(vert), args.top_heads)
         return A.receiver_scores(vert, heads).assign(heads=str(heads))
     if args.method == "suppression":
-        cfg = A.SuppressionConfig(
-            token_reduce=args.token_reduce, max_batch_tokens=args.max_batch_tokens, progress=progress
-        )
+        cfg = A.SuppressionConfig(token_reduce=args.token_reduce, progress=progress, **_batch(args))
         return A.suppression_frame(A.step_suppression(model, traces, cfg))
     gen = GenerationConfig(max_new_tokens=128, temperature=1.0, batch_size=256, seed=args.seed)
     rollouts = RolloutConfig(n_rollouts=args.n_rollouts, generation=gen)

@@ -36,24 +36,27 @@ ROW_NORMS = ("sum", "max", "rank")
 def dependency_pairs(traces: Sequence[Trace]) -> pd.DataFrame:
     """One row per completion pair ``q > k`` whose ``q`` is a readable step.
 
-    Columns: ``trace_id, problem_id, n_steps, q, k, distance, q_kind, k_kind, is_answer, data, control,
-    adjacent, inverse_distance``.
+    Columns: ``trace_id, problem_id, n_steps, q, k, distance, q_kind, k_kind, is_answer, data, data_stated,
+    control, adjacent, inverse_distance``. ``data``: ``q`` reads a value ``k`` last *defined*; ``data_stated``:
+    ``q`` reads a value ``k`` last *wrote* in any form (the nearest copy of the digits; see
+    :func:`workbench.labels.step_dependencies`).
     """
-    table = dependency_labels(traces)
+    defined, stated = (dependency_labels(traces, source=s) for s in ("defined", "stated"))
     rows = []
     for t in traces:
         kinds = [s.kind for s in t.steps]
         for q in range(len(t.steps)):
             if kinds[q] not in READING_KINDS:
                 continue
-            reads = set(table[(t.trace_id, q)]["depends_on"])
+            reads = set(defined[(t.trace_id, q)]["depends_on"])
+            copies = set(stated[(t.trace_id, q)]["depends_on"])
             for k in range(q):
                 rows.append(
                     (t.trace_id, t.problem_id, len(t.steps), q, k, q - k, kinds[q], kinds[k], kinds[q] == "answer")
-                    + (k in reads, k == q - 1)
+                    + (k in reads, k in copies, k == q - 1)
                 )
     cols = ["trace_id", "problem_id", "n_steps", "q", "k", "distance", "q_kind", "k_kind", "is_answer", "data"]
-    out = pd.DataFrame(rows, columns=[*cols, "control"])
+    out = pd.DataFrame(rows, columns=[*cols, "data_stated", "control"])
     out["adjacent"] = (out["distance"] == 1).astype(float)
     out["inverse_distance"] = 1.0 / out["distance"].astype(float)
     return out

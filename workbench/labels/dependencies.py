@@ -16,6 +16,9 @@ What each kind of line reads:
 - ``answer`` ``ans=10``: the defining step of the queried variable;
 - ``garbled``: nothing (unknown).
 
+``source="stated"`` reads each value instead from the step that last *wrote* it in any form (a compute
+line's operands and result, a ``wait``/``check`` value, the answer): the nearest copy of the digits.
+
 ``on_answer_path``: the step is the final answer line (the last ``ans=`` line) or some step on the path
 reads from it, transitively — the steps whose values the stated answer is computed from. A wrong value the
 answer uses (an uncorrected error) is on the path; an error a ``wait`` corrected is not, the ``wait`` is.
@@ -35,7 +38,7 @@ from workbench.toy.checker import check_trace, parse_prompt
 from workbench.toy.task import Problem
 from workbench.traces.types import Trace
 
-__all__ = ["PROMPT_STEP", "StepDependency", "step_dependencies", "dependency_labels", "DEPENDENCY_LABELS"]
+__all__ = ["PROMPT_STEP", "SOURCES", "StepDependency", "step_dependencies", "dependency_labels", "DEPENDENCY_LABELS"]
 
 PROMPT_STEP = -1
 """The step index that stands for the prompt (the source of every input variable)."""
@@ -95,19 +98,38 @@ def _reads(text: str, kind: str, problem: Problem) -> tuple[list[str], list[tupl
     return [], []
 
 
-def step_dependencies(problem: Problem, completion: str) -> list[StepDependency]:
-    """The dependency record of every step (non-empty line) of ``completion``; never raises on bad text."""
+SOURCES = ("defined", "stated")
+"""Where a step reads a variable's value from: the step that last *defined* it, or that last *wrote* it."""
+
+
+def step_dependencies(problem: Problem, completion: str, *, source: str = "defined") -> list[StepDependency]:
+    """The dependency record of every step (non-empty line) of ``completion``; never raises on bad text.
+
+    ``source="defined"`` (the default, see the module docstring) reads each value from the step that last
+    defined it. ``source="stated"`` reads it from the step that last *wrote* it in any form — a compute
+    line's operands and result, a ``wait``/``check`` value, the answer — i.e. the nearest place the digits
+    can be copied from: a ``wait`` line then reads its operands from the line it corrects (which wrote them
+    just before), and an answer may read from a ``check`` line.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source={source!r}: choose one of {SOURCES}")
     verdict = check_trace(problem, completion)
     lines = _lines(completion)
     defined_by = {var: PROMPT_STEP for var in problem.inputs}
+    stated_by = dict(defined_by)
     depends, corrects, spans = [], [], []
     for lab, (offset, text) in zip(verdict.steps, lines, strict=True):
         variables, local = _reads(text, lab.kind, problem)
-        depends.append(tuple(sorted({defined_by[v] for v in variables if v in defined_by})))
+        origin = defined_by if source == "defined" else stated_by
+        depends.append(tuple(sorted({origin[v] for v in variables if v in origin})))
         spans.append(tuple((offset + a, offset + b) for a, b in local))
         corrects.append(defined_by.get(lab.variable) if lab.kind == "wait" else None)
         if lab.kind in ("compute", "wait") and lab.variable is not None:
             defined_by[lab.variable] = lab.index
+        written = ([] if lab.kind == "wait" else variables) + (
+            [lab.variable] if lab.kind in ("compute", "wait") else []
+        )
+        stated_by.update({v: lab.index for v in written if v is not None})
     answers = [lab.index for lab in verdict.steps if lab.kind == "answer"]
     on_path = [False] * len(lines)
     frontier = answers[-1:]
@@ -136,17 +158,19 @@ def step_dependencies(problem: Problem, completion: str) -> list[StepDependency]
     ]
 
 
-def dependency_labels(traces: Sequence[Trace], problems: Sequence[Problem] | None = None) -> StepLabels:
+def dependency_labels(
+    traces: Sequence[Trace], problems: Sequence[Problem] | None = None, *, source: str = "defined"
+) -> StepLabels:
     """``depends_on`` (list), ``corrects``, ``on_answer_path``, ``read_later``, ``read_chars`` for every step.
 
     Traces must be toy-task traces cut with the ``newline`` segmenter; their problem is parsed from the prompt
-    unless ``problems`` (by ``problem_id``) are given.
+    unless ``problems`` (by ``problem_id``) are given. ``source``: see :func:`step_dependencies`.
     """
     by_id = {p.problem_id: p for p in problems or ()}
     out: StepLabels = {}
     for t in unique_traces(traces):
         problem = by_id.get(t.problem_id) or parse_prompt(t.prompt, problem_id=t.problem_id)
-        deps = step_dependencies(problem, t.completion)
+        deps = step_dependencies(problem, t.completion, source=source)
         if len(deps) != len(t.steps):
             raise ValueError(
                 f"Trace {t.trace_id}: {len(deps)} non-empty lines but {len(t.steps)} steps; "
