@@ -445,7 +445,7 @@ def main(argv=None) -> int:
         "",
         "## ROC-AUC on half B (held-out problems)",
         "",
-        *auc_markdown(table_b, ["all", "non-answer", "answer"], list(METHOD_NAMES)),
+        *auc_markdown(table_b, ["all", "non-answer", "answer"], methods),
         "",
         f"Best single head for data chosen on half A: {chosen['data'][0]} (half-A AUC {fmt(chosen['data'][1])}); "
         f"for control: {chosen['control'][0]} (half-A AUC {fmt(chosen['control'][1])}). "
