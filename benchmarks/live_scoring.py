@@ -5,8 +5,8 @@
 :func:`workbench.heads.live.generate_scored` samples exactly the tokens a plain ``generate`` call samples (same
 prompts, seed and settings) while hooks copy the head's features from the generating forwards and a
 stopping criterion scores each step once its boundary token has been read. Each repeat runs plain generate
-and live scoring back to back; the ratio is taken per pair and the median over pairs is reported, so slow
-drifts of the machine's load hit both sides alike.
+and live scoring back to back (alternating which goes first); the ratio is taken per pair and the median
+over pairs is reported, so slow drifts of the machine's load hit both sides alike.
 
 The head's weights do not change its cost, so heads of several sizes are built untrained: the work per
 generated token is then compared with the model's (multiply-adds of the weight matrices each token passes,
@@ -83,16 +83,17 @@ def measure(model, head, prompts, config: GenerationConfig, repeats: int) -> dic
 
     plain(), live()  # warm-up
     ratios, plain_s, live_s, steps = [], [], [], 0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        plain()
-        t1 = time.perf_counter()
-        res = live()
-        t2 = time.perf_counter()
-        plain_s.append(t1 - t0)
-        live_s.append(t2 - t1)
-        ratios.append((t2 - t1) / (t1 - t0))
-        steps = len(res.steps)
+    for i in range(repeats):
+        spent = {}
+        for name in ("plain", "live") if i % 2 == 0 else ("live", "plain"):  # alternate which goes first
+            t0 = time.perf_counter()
+            res = plain() if name == "plain" else live()
+            spent[name] = time.perf_counter() - t0
+            if name == "live":
+                steps = len(res.steps)
+        plain_s.append(spent["plain"])
+        live_s.append(spent["live"])
+        ratios.append(spent["live"] / spent["plain"])
     return {
         "plain_s": statistics.median(plain_s),
         "live_s": statistics.median(live_s),
@@ -126,7 +127,7 @@ def run(args) -> str:
         f"- machine: {cpu}; load average {load:.1f} at the start; {time.time() - t_start:.0f} s in all",
         f"- torch {torch.__version__}; model `{args.model or 'embedded'}`: {model_macs:,} multiply-adds per token in its weight matrices",
         f"- command: `python benchmarks/live_scoring.py --batches {','.join(map(str, args.batches))} --repeats {args.repeats} --threads {args.threads} --max-new-tokens {args.max_new_tokens}`",
-        f"- work: {args.max_new_tokens} new tokens at temperature 1 per prompt; each repeat runs plain `generate` and `generate_scored` back to back on the same prompts and seed (identical tokens); ratio = live / plain per pair, median over {args.repeats} pairs (range in brackets)",
+        f"- work: {args.max_new_tokens} new tokens at temperature 1 per prompt; each repeat runs plain `generate` and `generate_scored` back to back, alternating which goes first, on the same prompts and seed (identical tokens); ratio = live / plain per pair, median over {args.repeats} pairs (range in brackets)",
         "",
         "| head (untrained; cost does not depend on weights) | parameters | head work per token / model's | batch | plain generate (s) | with live scoring (s) | steps scored | overhead ratio |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -141,7 +142,7 @@ def run(args) -> str:
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[8, 16, 32])
-    p.add_argument("--repeats", type=int, default=9, help="back-to-back pairs per measurement (median)")
+    p.add_argument("--repeats", type=int, default=21, help="back-to-back pairs per measurement (median)")
     p.add_argument("--max-new-tokens", type=int, default=120, help="new tokens per prompt")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--model", default=None, help="model folder (default: the embedded model)")
