@@ -34,15 +34,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import live_scoring  # benchmarks/live_scoring.py: the same overhead measurement
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.linear_model import LogisticRegression
-from transformers import StoppingCriteriaList
 
 from workbench.capture import STEP_STATS, CaptureConfig, TokenFeatureConfig, capture
 from workbench.heads import HeadConfig, HeadTrainConfig, score_steps, train_head
-from workbench.heads.live import generate_scored
 from workbench.labels import generate_toy_traces
 from workbench.models import load_model
 from workbench.probes.data import make_target
@@ -57,7 +56,6 @@ from workbench.toy import TaskConfig
 from workbench.toy.checker import check_trace
 from workbench.toy.evaluate import behaviour_stats, heldout_problems
 from workbench.traces import GenerationConfig
-from workbench.traces.generate import left_pad, rng_devices
 from workbench.traces.io import atomic_write_bytes
 
 POOLINGS = ("boundary", "last", "mean")
@@ -206,31 +204,6 @@ def token_scores(probe, store, all_rows: pd.DataFrame, rows: pd.DataFrame, cfg) 
 
 
 # ---- the benchmark -----------------------------------------------------------------------------------
-
-
-def live_overhead(model, head, prompts, config, repeats: int) -> dict:
-    """Median wall time of plain generate vs generate with live scoring, same prompts, seed and path."""
-    tok = model.tokenizer
-    batch = left_pad(tok(list(prompts), add_special_tokens=False)["input_ids"], tok.pad_token_id)
-    kwargs = config.hf_kwargs() | {"eos_token_id": tok.eos_token_id, "use_cache": True}
-
-    class _Nothing:  # the same criteria plumbing without the scorer, so only the scoring is measured
-        def __call__(self, input_ids, scores=None, **kw):
-            return torch.zeros(input_ids.shape[0], dtype=torch.bool)
-
-    def plain():
-        with torch.random.fork_rng(devices=rng_devices(model.device)):
-            torch.manual_seed(config.seed * 1_000_003)
-            model.generate(*batch, stopping_criteria=StoppingCriteriaList([_Nothing()]), **kwargs)
-
-    times = {"plain": [], "live": []}
-    for _ in range(repeats):
-        for name, fn in (("plain", plain), ("live", lambda: generate_scored(model, head, prompts, config))):
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    p, li = np.median(times["plain"]), np.median(times["live"])
-    return {"plain_s": p, "live_s": li, "ratio": li / p}
 
 
 def run(args) -> str:
@@ -422,10 +395,7 @@ def run(args) -> str:
     report["processbench"] = processbench_table(pb["val"], pb["test"], ["head_score", "probe", "min token prob"])
     report["pb_head"] = best_head_name
 
-    # 5. voting over N samples
-    vote_problems = heldout_problems(TaskConfig(), args.vote_problems, seed=51_000)
-    gen = GenerationConfig(temperature=1.0, max_new_tokens=200, batch_size=64, seed=3, num_samples=args.vote_n)
-    vtraces = generate_toy_traces(model, vote_problems, config=gen, progress=False)
+    # 5. voting over N samples, in distribution and on longer programs (where one sample is rarely right)
     hooks_t = tuple(hooks)
     vcfg = CaptureConfig(
         hooks=hooks_t,
@@ -434,25 +404,40 @@ def run(args) -> str:
         token_features=TokenFeatureConfig(hooks=hooks_t, top_k=3),
         progress=False,
     )
-    capture(vtraces, model, work / "vote", vcfg)
-    vstore = open_store(work / "vote")
-    vrows = vstore.index[vstore.index.row >= 0]
-    vsteps = scored_steps(
-        vrows[["trace_id", "problem_id", "step_index"]],
-        {
-            "head": score_steps(best_head, vstore, vrows)[["trace_id", "step_index", "head_prob"]],
-            "probe": vrows[["trace_id", "step_index"]].assign(
-                p=torch.sigmoid(pb_probe.scores(features(vstore, vrows, ro_all, True))).numpy()
-            ),
-            "min token prob": logit_baselines(vstore, vrows)[["trace_id", "step_index", "one_minus_min_prob"]],
-        },
-    )
-    report["voting"] = voting_table(trace_table(vtraces), vsteps, ["head", "probe", "min token prob"])
+    report["voting"] = {}
+    vote_sets = [
+        ("in distribution", TaskConfig(), 51_000, 200),
+        (
+            f"out of distribution ({args.ood_min}-{args.ood_max} statements)",
+            ood_task,
+            52_000,
+            24 * (2 * args.ood_max + 2),
+        ),
+    ]
+    for name, task, seed, max_new in vote_sets:
+        vote_problems = heldout_problems(task, args.vote_problems, seed=seed)
+        gen = GenerationConfig(temperature=1.0, max_new_tokens=max_new, batch_size=64, seed=3, num_samples=args.vote_n)
+        vtraces = generate_toy_traces(model, vote_problems, config=gen, progress=False)
+        folder = work / f"vote-{seed}"
+        capture(vtraces, model, folder, vcfg)
+        vstore = open_store(folder)
+        vrows = vstore.index[vstore.index.row >= 0]
+        vsteps = scored_steps(
+            vrows[["trace_id", "problem_id", "step_index"]],
+            {
+                "head": score_steps(best_head, vstore, vrows)[["trace_id", "step_index", "head_prob"]],
+                "probe": vrows[["trace_id", "step_index"]].assign(
+                    p=torch.sigmoid(pb_probe.scores(features(vstore, vrows, ro_all, True))).numpy()
+                ),
+                "min token prob": logit_baselines(vstore, vrows)[["trace_id", "step_index", "one_minus_min_prob"]],
+            },
+        )
+        report["voting"][name] = voting_table(trace_table(vtraces), vsteps, ["head", "probe", "min token prob"])
 
     # 6. live scoring overhead (the hidden-state head; logit features are not available live)
     live_head = heads["uncertainty head (hidden states)"].head
     prompts = [p.prompt for p in heldout_problems(TaskConfig(), args.live_batch, seed=61_000)]
-    report["live"] = live_overhead(
+    report["live"] = live_scoring.measure(
         model, live_head, prompts, GenerationConfig(temperature=1.0, max_new_tokens=120, seed=4), args.live_repeats
     )
     report["seconds"] = time.time() - t_start
@@ -540,21 +525,26 @@ def render(r, args, sweeps, agree) -> str:
         lines.append(
             f"| {x.scorer} | {f3(x.threshold)} | {x.n_error} | {x.n_correct} | {f3(x.acc_error)} | {f3(x.acc_correct)} | **{f3(x.f1)}** |"
         )
+    sets = list(r["voting"])
     lines += [
         "",
-        f"## Voting over N = {args.vote_n} samples ({args.vote_problems} held-out problems, temperature 1)",
+        f"## Voting over N = {args.vote_n} samples ({args.vote_problems} held-out problems per set, temperature 1)",
         "",
-        "| method | scorer | final-answer accuracy |",
-        "|---|---|---:|",
+        "Final-answer accuracy. The scorers were trained in distribution only.",
+        "",
+        "| method | scorer | " + " | ".join(sets) + " |",
+        "|---|---|" + "---:|" * len(sets),
     ]
-    for x in r["voting"].itertuples(index=False):
-        lines.append(f"| {x.method} | {x.scorer} | {f3(x.accuracy)} |")
+    tables = [r["voting"][k] for k in sets]
+    for rows in zip(*(t.itertuples(index=False) for t in tables), strict=True):
+        x = rows[0]
+        lines.append(f"| {x.method} | {x.scorer} | " + " | ".join(f3(y.accuracy) for y in rows) + " |")
     lv = r["live"]
     lines += [
         "",
         "## Live step scoring overhead",
         "",
-        f"Batch of {args.live_batch} prompts, 120 new tokens, temperature 1, median of {args.live_repeats}: plain generate {lv['plain_s']:.2f} s, with live head scoring {lv['live_s']:.2f} s → overhead ratio **{lv['ratio']:.3f}** (goal ≤ 1.05).",
+        f"The trained hidden-state head (all layers, width 128). Batch of {args.live_batch} prompts, 120 new tokens, temperature 1; {args.live_repeats} back-to-back pairs, alternating which runs first: plain generate {lv['plain_s']:.2f} s, with live head scoring {lv['live_s']:.2f} s (medians) → overhead ratio **{lv['ratio']:.3f}** (median of per-pair ratios; range {lv['ratio_lo']:.3f}–{lv['ratio_hi']:.3f}; goal ≤ 1.05). By head size and batch: `benchmarks/results/live_scoring.md`.",
         "",
     ]
     return "\n".join(lines)
@@ -570,7 +560,7 @@ def main(argv=None) -> str:
     p.add_argument("--vote-n", type=int, default=8, help="samples per problem for voting")
     p.add_argument("--head-epochs", type=int, default=40, help="most epochs of head training")
     p.add_argument("--live-batch", type=int, default=32, help="prompts in the live-scoring overhead batch")
-    p.add_argument("--live-repeats", type=int, default=3, help="timed repeats (median) for live scoring")
+    p.add_argument("--live-repeats", type=int, default=21, help="timed pairs (median ratio) for live scoring")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     p.add_argument("--model", default=None, help="model folder (default: the embedded model)")
     p.add_argument("--work", default=None, help="directory for the stores (default: a temporary one)")
