@@ -39,9 +39,9 @@ class NotifyingScorer(LiveStepScorer):
             return torch.ones_like(stop)  # stop generating; the job reports the cancellation
         return stop
 
-    def _score(self, todo) -> None:
+    def _score(self, rows: list[int], end: int) -> None:
         before = len(self.records)
-        super()._score(todo)
+        super()._score(rows, end)
         for rec in self.records[before:]:
             ids = self._ids[rec["row"], self.prompt_len + rec["token_start"] : self.prompt_len + rec["token_end"]]
             rec["text"] = self.model.tokenizer.decode(ids.tolist()).strip()
