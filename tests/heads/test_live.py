@@ -27,6 +27,10 @@ def test_live_scores_equal_offline_scores(embedded, tmp_path, monkeypatch, n_lay
     cfg = HeadConfig(hooks=(HOOK,), width=32, n_heads=4, n_layers=n_layers, pool=pool)
     head = UncertaintyHead.build(cfg, embedded.d_model).eval()
     head.set_normalisation(torch.randn(embedded.d_model), torch.rand(embedded.d_model) + 0.5)  # folded live
+    with torch.no_grad():  # non-trivial norm scales and shifts: live folds them into the next matrix
+        for norm in (m for m in head.modules() if isinstance(m, torch.nn.LayerNorm)):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.normal_(0.0, 0.2)
     problems = heldout_problems(TaskConfig(), 6)
     res = generate_scored(embedded, head, [p.prompt for p in problems], GenerationConfig(max_new_tokens=90, seed=1))
     traces = [

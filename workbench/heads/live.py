@@ -1,7 +1,8 @@
 """Live step scoring: head scores for each step while the model is still generating the trace.
 
-No second forward pass: scoped hooks on the head's feature hooks copy the newest position of every
-generating forward (the KV cache feeds one token per forward, so that position *is* the newest token),
+No second forward pass: scoped hooks on the head's feature hooks keep the newest position of every
+generating forward (the KV cache feeds one token per forward, so that position *is* the newest token;
+they are copied to the CPU once per scoring call, not once per token),
 and a Hugging Face stopping criterion — called after every sampled token with the ids so far — notices
 when a step is complete and scores it. A generated token's hidden state is computed by the forward that
 reads it, i.e. the one that samples the next token; so a step ending in the boundary token ``\\n`` is
@@ -45,10 +46,18 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
 
 
-def _ln(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
-    """``nn.LayerNorm`` over the last axis."""
+def _norm_then_linear(norm: torch.nn.LayerNorm, linear_weight: torch.Tensor, linear_bias: torch.Tensor) -> tuple:
+    """``linear(norm(x))`` as ``(eps, W, c)`` with ``x ↦ standardise(x) @ W + c``: the norm's scale and shift
+    folded into the matrix (``W = diag(γ) Aᵀ``, ``c = β Aᵀ + b``)."""
+    a = linear_weight.detach().float()
+    return norm.eps, _np(norm.weight[:, None] * a.T), _np(norm.bias @ a.T + linear_bias)
+
+
+def _standardise(x: np.ndarray, eps: float) -> np.ndarray:
+    """``(x − mean) / sqrt(var + eps)`` over the last axis (``nn.LayerNorm`` without its affine part)."""
     d = x - x.mean(-1, keepdims=True)
-    return d / np.sqrt((d * d).mean(-1, keepdims=True) + eps) * w + b
+    d /= np.sqrt((d * d).mean(-1, keepdims=True) + eps)
+    return d
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -80,37 +89,17 @@ class _IncrementalHead:
         self.p0 = (_np(w0).T.copy(), _np(first.bias - w0 @ head.feat_mean))
         self.p1 = (_np(head.proj[2].weight).T.copy(), _np(head.proj[2].bias))
         self.in_step, self.pos = _np(head.in_step.weight), _np(head.pos.weight)
-        self.layers = []
-        for L in head.encoder.layers:
-            a = L.self_attn
-            self.layers.append(
-                (
-                    _np(L.norm1.weight),
-                    _np(L.norm1.bias),
-                    L.norm1.eps,
-                    _np(a.in_proj_weight).T.copy(),
-                    _np(a.in_proj_bias),
-                    _np(a.out_proj.weight).T.copy(),
-                    _np(a.out_proj.bias),
-                    _np(L.norm2.weight),
-                    _np(L.norm2.bias),
-                    L.norm2.eps,
-                    _np(L.linear1.weight).T.copy(),
-                    _np(L.linear1.bias),
-                    _np(L.linear2.weight).T.copy(),
-                    _np(L.linear2.bias),
-                )
+        self.layers = [
+            (
+                _norm_then_linear(L.norm1, L.self_attn.in_proj_weight, L.self_attn.in_proj_bias),
+                (_np(L.self_attn.out_proj.weight).T.copy(), _np(L.self_attn.out_proj.bias)),
+                _norm_then_linear(L.norm2, L.linear1.weight, L.linear1.bias),
+                (_np(L.linear2.weight).T.copy(), _np(L.linear2.bias)),
             )
+            for L in head.encoder.layers
+        ]
         o = head.out
-        self.out = (
-            _np(o[0].weight),
-            _np(o[0].bias),
-            o[0].eps,
-            _np(o[1].weight).T.copy(),
-            _np(o[1].bias),
-            _np(o[3].weight).T.copy(),
-            _np(o[3].bias),
-        )
+        self.out = (_norm_then_linear(o[0], o[1].weight, o[1].bias), (_np(o[3].weight).T.copy(), _np(o[3].bias)))
         ps = head.pool_score
         self.pool_w = None if ps is None else (_np(ps.weight)[0], float(ps.bias))
         self.w, self.batch = self.cfg.width, batch
@@ -150,8 +139,8 @@ class _IncrementalHead:
         x = _gelu(feats @ self.p0[0] + self.p0[1]) @ self.p1[0] + self.p1[1]
         x = x + self.in_step[np.minimum(inner, cfg.max_in_step - 1)] + self.pos[pos]
         may_see = np.arange(top)[None, None, None, :] <= (n0[:, None] + np.arange(t))[:, None, :, None]
-        for i, (n1w, n1b, e1, qkvT, qkvb, oT, ob, n2w, n2b, e2, l1T, l1b, l2T, l2b) in enumerate(self.layers):
-            qkv = _ln(x, n1w, n1b, e1) @ qkvT + qkvb
+        for i, ((e1, qkv_w, qkv_b), (o_w, o_b), (e2, f1_w, f1_b), (f2_w, f2_b)) in enumerate(self.layers):
+            qkv = _standardise(x, e1) @ qkv_w + qkv_b
             q, k, v = qkv[:, :w], qkv[:, w : 2 * w], qkv[:, 2 * w :]
             self.keys[i][tok_row, pos] = k
             self.values[i][tok_row, pos] = v
@@ -163,8 +152,8 @@ class _IncrementalHead:
             s = np.where(may_see, (qh @ kh) * self.scale, np.float32(-np.inf))
             e = np.exp(s - s.max(-1, keepdims=True))
             o = (e / e.sum(-1, keepdims=True)) @ vh  # [row, head, tok, dh]
-            x = x + o.transpose(0, 2, 1, 3).reshape(r_ * t, w)[slot] @ oT + ob
-            x = x + np.maximum(_ln(x, n2w, n2b, e2) @ l1T + l1b, 0) @ l2T + l2b
+            x = x + o.transpose(0, 2, 1, 3).reshape(r_ * t, w)[slot] @ o_w + o_b
+            x = x + np.maximum(_standardise(x, e2) @ f1_w + f1_b, 0) @ f2_w + f2_b
         if cfg.pool == "mean":
             pooled = np.add.reduceat(x, starts, axis=0) / np.asarray(lengths, np.float32)[:, None]
         elif cfg.pool == "max":
@@ -173,8 +162,8 @@ class _IncrementalHead:
             a = x @ self.pool_w[0] + self.pool_w[1]
             e = np.exp(a - np.maximum.reduceat(a, starts)[seg])
             pooled = np.add.reduceat(x * (e / np.add.reduceat(e, starts)[seg])[:, None], starts, axis=0)
-        lw, lb, le, o1T, o1b, o2T, o2b = self.out
-        logits = _gelu(_ln(pooled, lw, lb, le) @ o1T + o1b) @ o2T + o2b
+        (eps, o1_w, o1_b), (o2_w, o2_b) = self.out
+        logits = _gelu(_standardise(pooled, eps) @ o1_w + o1_b) @ o2_w + o2_b
         for r, m in zip(rows, lengths, strict=True):
             self.n[r] += m
         return logits[:, 0].tolist()
@@ -202,24 +191,38 @@ class LiveStepScorer(StoppingCriteria):
     def _record(self, activation, hook):
         name = getattr(hook, "name", hook)
         calls = self._calls[name] = self._calls[name] + 1
-        if calls == 1:  # the first forward reads the prompt; later ones one new token each
+        if calls > 1:  # the first forward reads the prompt; later ones one new token each (KV cache)
+            self._pending[name].append(activation if activation.shape[1] == 1 else activation[:, -1:])
+
+    def _flush(self) -> None:
+        """Move the tokens recorded since the last flush into the feature buffer (one copy per hook)."""
+        lists = [self._pending[h] for h in self.head.cfg.hooks]
+        n = len(lists[0])
+        if n == 0:
             return
-        j = calls - 2  # completion token whose hidden state this is
+        block = np.concatenate([torch.cat(x, 1).detach().to("cpu", torch.float32).numpy() for x in lists], -1)
+        j = self._flushed
         if self._feats is None:
-            self._feats = np.zeros((activation.shape[0], _GROW, self._n_feats), np.float32)
-        if j >= self._feats.shape[1]:
+            self._feats = np.zeros((block.shape[0], max(_GROW, n), self._n_feats), np.float32)
+        while j + n > self._feats.shape[1]:
             self._feats = np.concatenate([self._feats, np.zeros_like(self._feats)], 1)
-        self._feats[:, j, self._cols[name]] = activation[:, -1].detach().to("cpu", torch.float32).numpy()
+        self._feats[:, j : j + n] = block
+        self._flushed = j + n
+        for x in lists:
+            x.clear()
 
     @contextmanager
     def attached(self, prompt_len: int):
         """Hooks on for one ``generate`` call over prompts left-padded to ``prompt_len``."""
         self.prompt_len = prompt_len
         self._calls = dict.fromkeys(self.head.cfg.hooks, 0)
+        self._pending: dict[str, list] = {h: [] for h in self.head.cfg.hooks}  # newest-token activations
         self._feats: np.ndarray | None = None  # [batch, completion token, feature] on the CPU, grown by doubling
+        self._flushed = 0  # completion tokens already in _feats
         self._start: list[int] = []  # per row: first token of the step being written
         self._done: list[bool] = []  # per row: finished (end-of-sequence seen)
         self._enc: _IncrementalHead | None = None
+        self._no_stop: torch.Tensor | None = None  # what the stopping criterion returns: never stop
         self.records: list[dict] = []
         # NumPy's BLAS would otherwise wake its thread pool for every tiny matmul and compete with the model
         with (
@@ -247,12 +250,15 @@ class LiveStepScorer(StoppingCriteria):
                 self._done[r] = bool(new & 2)
             if ready:
                 self._score(ready, known)
-        return torch.zeros(b, dtype=torch.bool, device=input_ids.device)
+        if self._no_stop is None or self._no_stop.shape[0] != b:
+            self._no_stop = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
+        return self._no_stop
 
     def _score(self, rows: list[int], end: int) -> None:
         """Score the step ``start[r]:end`` of every row in ``rows`` with one batched head call."""
         if self._enc is None:
             self._enc = _IncrementalHead(self.head, len(self._done))
+        self._flush()
         starts = [self._start[r] for r in rows]
         lengths = [end - s for s in starts]
         tok_row = [r for r, m in zip(rows, lengths, strict=True) for _ in range(m)]
