@@ -258,7 +258,7 @@ def run(args) -> str:
         xtr, xva, xte = (features(store, sel[k], ro, wl) for k in ("train", "val", "test"))
         probe, val_auc, l2 = fit_select(xtr, ytr, xva, yva)
         zte = probe.scores(xte).numpy()
-        rep = binary_report(yte, zte, torch.sigmoid(torch.as_tensor(zte)).numpy())
+        rep = binary_report(yte, zte, torch.sigmoid(torch.tensor(zte)).numpy())
         readout_rows.append({"read-out": name, "l2 (val)": l2, "val ROC-AUC": val_auc, **rep.as_dict()})
         step_scores["test"][name] = zte
         step_scores["val"][name] = probe.scores(xva).numpy()
@@ -273,7 +273,7 @@ def run(args) -> str:
         xtr, xva, xte = (features(store, sel[k], ro, wl) for k in ("train", "val", "test"))
         mlp = fit_mlp(xtr, tgt["train"], xva, tgt["val"], mlp_cfg)
         zte = mlp.scores(xte).numpy()
-        rep = binary_report(yte, zte, torch.sigmoid(torch.as_tensor(zte)).numpy())
+        rep = binary_report(yte, zte, torch.sigmoid(torch.tensor(zte)).numpy())
         readout_rows.append(
             {
                 "read-out": f"{mname}, all layers × 3 poolings",
@@ -298,7 +298,7 @@ def run(args) -> str:
         ):
             step_scores[part][name] = token_scores(tp, st, all_, rows_, tcfg)
         zte = np.array(step_scores["test"][name])
-        rep = binary_report(yte, zte, torch.sigmoid(torch.as_tensor(zte)).numpy())
+        rep = binary_report(yte, zte, torch.sigmoid(torch.tensor(zte)).numpy())
         readout_rows.append(
             {
                 "read-out": name,
@@ -332,7 +332,7 @@ def run(args) -> str:
             sc = rows_[["trace_id", "step_index"]].merge(sc, on=["trace_id", "step_index"], how="left")
             step_scores[part][name] = sc.head_score.to_numpy()
         zte = step_scores["test"][name]
-        rep = binary_report(yte, zte, torch.sigmoid(torch.as_tensor(zte)).numpy())
+        rep = binary_report(yte, zte, torch.sigmoid(torch.tensor(zte)).numpy())
         readout_rows.append(
             {
                 "read-out": name,
