@@ -10,9 +10,10 @@ atomically (temp file + rename) as Parquet or CSV, chosen by the extension of ``
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 from pathlib import Path
+
+from workbench.atomic import atomic_write_table
 
 __all__ = ["METHODS", "configure", "run"]
 
@@ -104,12 +105,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--traces {args.traces}: no trace has steps; segment the traces first")
     model = load_model(args.model, device=args.device)
     frame = _compute(args, model, traces)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if out.suffix == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
-    os.replace(tmp, out)
+    atomic_write_table(frame, out)
     print(f"{args.method}: {len(frame)} rows -> {out}")
     return 0

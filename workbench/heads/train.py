@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from sklearn.metrics import average_precision_score, roc_auc_score
 from tqdm.auto import tqdm
 
+from workbench.atomic import atomic_path, atomic_write_json
 from workbench.heads.data import TraceSequence, collate, feature_keys, load_sequences
 from workbench.heads.model import HeadConfig, UncertaintyHead
 
@@ -87,15 +88,12 @@ class HeadTrainResult:
 
 
 def _atomic_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, indent=2, sort_keys=True, default=str)
 
 
 def _atomic_save(path: Path, tensors: dict) -> None:
-    tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
 
 
 @torch.no_grad()
@@ -243,9 +241,8 @@ def train_on_sequences(
             state["waited"] += 1
         state["epoch"] = epoch + 1
         _atomic_save(ck / "last.safetensors", head.state_dict())
-        tmp = ck / f".tmp-optim.pt.{os.getpid()}"
-        torch.save(opt.state_dict(), tmp)
-        os.replace(tmp, ck / "optim.pt")
+        with atomic_path(ck / "optim.pt") as tmp:
+            torch.save(opt.state_dict(), tmp)
         _atomic_json(ck / "state.json", state)  # last: a crash before it repeats this epoch
         bar.set_postfix(val=f"{cur:.3f}", best=f"{state['best']:.3f}")
     bar.close()

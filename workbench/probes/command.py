@@ -6,9 +6,8 @@ workbench probe --store artifacts/runs/store --target label_logical --positive f
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
+from workbench.atomic import atomic_path
 from workbench.labels.table import parse_label_value
 
 __all__ = ["configure", "run"]
@@ -54,8 +53,6 @@ def run(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 4):
         print(res.table.to_string(index=False))
     if args.csv:
-        path = Path(args.csv)
-        tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
-        res.table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_path(args.csv) as tmp:
+            res.table.to_csv(tmp, index=False)
     return 0

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from workbench.atomic import atomic_write_json as write_json
 from workbench.sae.config import SAETrainConfig
 from workbench.sae.metrics import DeadLatentTracker, fvu, l0, max_decoder_cosine
 
@@ -93,10 +94,8 @@ class LoopResult:
 
 
 def atomic_write_json(path: Path, obj: dict) -> None:
-    """Write JSON through a temporary file and ``os.replace`` (readers see the old or the new file)."""
-    tmp = path.with_name(f"{_TMP}{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    """Write JSON atomically (readers see the old or the new file): :func:`workbench.atomic.atomic_write_json`."""
+    write_json(path, obj, indent=2, sort_keys=True, default=str)
 
 
 class InputStats(NamedTuple):

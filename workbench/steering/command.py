@@ -12,11 +12,10 @@ written atomically. ``workbench.cli`` registers the command; this module holds i
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from workbench.atomic import atomic_write_json, atomic_write_table
 
 __all__ = ["configure", "run"]
 
@@ -45,17 +44,6 @@ def configure(p: argparse.ArgumentParser, field_docs: Callable[[type], dict[str,
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--out", required=True, help="the per-trace table (.parquet or .csv)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,12 +79,9 @@ def run(args: argparse.Namespace) -> int:
     summary = summarise(rows)
     settings = rows.attrs["sweep"] | {"problems": args.problems, "problem_seed": seed, "model": model.provenance()}
     rows.attrs = {}
-    if out.suffix == ".parquet":
-        _atomic(out, lambda p: rows.to_parquet(p, index=False))
-    else:
-        _atomic(out, lambda p: rows.to_csv(p, index=False))
-    _atomic(out.with_suffix(".summary.csv"), lambda p: summary.to_csv(p, index=False))
-    _atomic(out.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(settings, indent=2, default=str)))
+    atomic_write_table(rows, out)
+    atomic_write_table(summary, out.with_suffix(".summary.csv"))
+    atomic_write_json(out.with_suffix(".json"), settings, indent=2, default=str)
     wait = summary[summary.metric == "wait_rate"][["vector", "direction", "alpha", "value", "lo", "hi"]]
     print(wait.to_string(index=False))
     return 0

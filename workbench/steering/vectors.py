@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,6 +27,8 @@ import torch
 from jaxtyping import Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from workbench.atomic import atomic_path, atomic_write_json
 
 __all__ = ["SteeringVector", "SteeringError", "NORMS", "random_like", "load_vector", "check_hook"]
 
@@ -117,15 +118,9 @@ class SteeringVector:
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``path/cfg.json`` and ``path/vector.safetensors`` (each atomically); returns ``path``."""
         out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
-        os.close(fd)
-        save_file({"vector": self.vector.contiguous()}, tmp, metadata={"hook": self.hook})
-        os.replace(tmp, out / WEIGHTS)
-        fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_json(), f, indent=2, default=str)
-        os.replace(tmp, out / CFG)
+        with atomic_path(out / WEIGHTS) as tmp:
+            save_file({"vector": self.vector.contiguous()}, str(tmp), metadata={"hook": self.hook})
+        atomic_write_json(out / CFG, self.to_json(), indent=2, default=str)
         return out
 
 

@@ -11,13 +11,13 @@ import json
 import os
 from pathlib import Path
 
+from workbench.atomic import atomic_write_text
+
 __all__ = ["write_model_card", "write_json_atomic"]
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def _pct(x: float) -> str:
@@ -150,8 +150,4 @@ def write_model_card(model_dir: str | os.PathLike) -> Path:
         lines += _eval_section(json.loads(ev_path.read_text()))
     else:
         lines += ["## Measured properties", "", "Not measured yet: run `python benchmarks/embedded_model.py`.", ""]
-    out = model_dir / "model_card.md"
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(model_dir / "model_card.md", "\n".join(lines))

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from workbench.atomic import atomic_path
 from workbench.toy.card import write_json_atomic, write_model_card
 from workbench.toy.evaluate import HELDOUT_SEED, evaluate, heldout_problems
 from workbench.toy.task import TaskConfig, generate_samples
@@ -179,16 +180,14 @@ def _model_config(cfg: TrainConfig, tokenizer) -> Qwen2Config:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _save_checkpoint(model, opt, step: int, ckpt: Path) -> None:
     ckpt.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt / "model.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}, tmp)
-    os.replace(tmp, ckpt / "model.safetensors")
+    with atomic_path(ckpt / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}, tmp)
     _atomic_torch_save({"optimizer": opt.state_dict(), "step": step}, ckpt / "state.pt")
 
 

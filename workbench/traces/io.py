@@ -17,7 +17,6 @@ import dataclasses
 import json
 import numbers
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from workbench.atomic import atomic_path, atomic_write_bytes  # atomic_write_bytes: re-exported
 from workbench.traces.types import Step, Trace
 
 __all__ = [
@@ -143,24 +143,6 @@ def trace_from_dict(record: dict[str, Any], *, where: str = "record") -> Trace:
         raise TraceFormatError(f"{where}: {e}") from e
 
 
-# ---- atomic writes ----------------------------------------------------------------------------------
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 # ---- JSONL ------------------------------------------------------------------------------------------
 
 
@@ -263,17 +245,9 @@ def save_parquet(traces: Iterable[Trace], path: str | os.PathLike) -> Path:
         d["steps"] = [{**s, "labels": _dumps(s["labels"])} for s in d["steps"]]
         rows.append(d)
     table = pa.Table.from_pylist(rows, schema=_SCHEMA)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def load_parquet(path: str | os.PathLike) -> list[Trace]:
