@@ -32,7 +32,20 @@ def _select_first(options: Sequence[tuple[str, object]]) -> object:
     return options[0][1] if options else None
 
 
-class TraceViewer(W.VBox):
+class _Guarded:
+    """For panels with a ``status`` HTML widget: run a callback and show its error there instead of raising."""
+
+    status: W.HTML
+
+    def _guard(self, where: str, fn: Callable[[], None]) -> None:
+        self.status.value = ""
+        try:
+            fn()
+        except Exception as exc:
+            self.status.value = wt.error_html(where, exc)
+
+
+class TraceViewer(_Guarded, W.VBox):
     """Browse traces step by step: filter, colour steps by a label or score, inspect one step.
 
     Args:
@@ -117,13 +130,6 @@ class TraceViewer(W.VBox):
         return t.steps[i] if t is not None and i is not None and i < len(t.steps) else None
 
     # ---- callbacks (each shows its error in the panel) ---------------------------------------------
-    def _guard(self, where: str, fn: Callable[[], None]) -> None:
-        self.status.value = ""
-        try:
-            fn()
-        except Exception as exc:
-            self.status.value = wt.error_html(where, exc)
-
     def _on_label(self, _change=None) -> None:
         def run():
             col = self.label.value
@@ -305,7 +311,7 @@ def _first_metric(table: pd.DataFrame) -> str:
     return next(c for c in table.columns if c not in skip and pd.api.types.is_numeric_dtype(table[c]))
 
 
-class FeatureBrowser(W.VBox):
+class FeatureBrowser(_Guarded, W.VBox):
     """Look at one SAE latent at a time: rank latents by AUROC against a label, pick one, see its top steps,
     its activation histogram, which label values its steps have, and where it sits in the decoder map.
 
@@ -348,13 +354,6 @@ class FeatureBrowser(W.VBox):
         )
         self.add_class("wb-feature-browser")
         self._on_label()
-
-    def _guard(self, where: str, fn: Callable[[], None]) -> None:
-        self.status.value = ""
-        try:
-            fn()
-        except Exception as exc:
-            self.status.value = wt.error_html(where, exc)
 
     def _set_quietly(self, control: W.ValueWidget, options: list, value) -> None:
         """Change a picker without firing its observer (the caller renders once, afterwards)."""
