@@ -27,6 +27,7 @@ from workbench.capture.plan import require_traces
 from workbench.capture.record import Recorder
 from workbench.models import WorkbenchModel
 from workbench.store import KeySpec
+from workbench.store.writer import step_key_parts
 from workbench.traces import Trace
 
 __all__ = ["StepActivations", "step_activations"]
@@ -45,11 +46,11 @@ class StepActivations:
 
     @property
     def hooks(self) -> list[str]:
-        return sorted({k.split("/")[0] for k, s in self.key_specs.items() if s.rows == "step"})
+        return step_key_parts(self.key_specs, 0)
 
     @property
     def poolings(self) -> list[str]:
-        return sorted({k.split("/")[1] for k, s in self.key_specs.items() if s.rows == "step"})
+        return step_key_parts(self.key_specs, 1)
 
     def tensors(self, hook: str, pooling: str = "boundary", rows=None) -> Float[Tensor, "step d_model"]:
         """Vectors of ``hook``/``pooling``: every captured step in index order, or the rows of an index slice."""

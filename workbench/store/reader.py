@@ -36,7 +36,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from workbench.store import format as fmt
-from workbench.store.writer import KeySpec
+from workbench.store.writer import KeySpec, step_key_parts
 
 __all__ = ["StepStore", "open_store"]
 
@@ -85,11 +85,11 @@ class StepStore:
     @property
     def hooks(self) -> list[str]:
         """Hook names with step vectors (keys ``{hook}/{pooling}``)."""
-        return sorted({k.split("/")[0] for k, s in self.key_specs.items() if s.rows == "step"})
+        return step_key_parts(self.key_specs, 0)
 
     @property
     def poolings(self) -> list[str]:
-        return sorted({k.split("/")[1] for k, s in self.key_specs.items() if s.rows == "step"})
+        return step_key_parts(self.key_specs, 1)
 
     def __len__(self) -> int:
         return len(self.index)

@@ -67,6 +67,11 @@ class KeySpec:
         return cls(rows=d["rows"], shape=tuple(d["shape"]), dtype=d["dtype"])
 
 
+def step_key_parts(key_specs: Mapping[str, KeySpec], part: int) -> list[str]:
+    """Sorted hook names (``part=0``) or poolings (``part=1``) of the step-vector keys ``{hook}/{pooling}``."""
+    return sorted({k.split("/")[part] for k, s in key_specs.items() if s.rows == "step"})
+
+
 @dataclass(frozen=True, kw_only=True)
 class ShardInfo:
     """What one committed shard holds."""
