@@ -46,6 +46,23 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
 
 
+def _linear(weight: torch.Tensor, bias: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """``nn.Linear`` as ``(Wᵀ, b)`` for ``x @ Wᵀ + b``."""
+    return _np(weight).T.copy(), _np(bias)
+
+
+def _with_room(a: np.ndarray | None, length: int, shape: tuple[int, int]) -> np.ndarray:
+    """``a`` (``[batch, slots, dim]``, or None for a new zero array of ``shape``) with at least ``length`` slots,
+    grown by doubling (at least ``_GROW``); the slots already there keep their values."""
+    cap = 0 if a is None else a.shape[1]
+    if length <= cap:
+        return a
+    grown = np.zeros((shape[0], max(length, 2 * cap, _GROW), shape[1]), np.float32)
+    if cap:
+        grown[:, :cap] = a
+    return grown
+
+
 def _norm_then_linear(norm: torch.nn.LayerNorm, linear_weight: torch.Tensor, linear_bias: torch.Tensor) -> tuple:
     """``linear(norm(x))`` as ``(eps, W, c)`` with ``x ↦ standardise(x) @ W + c``: the norm's scale and shift
     folded into the matrix (``W = diag(γ) Aᵀ``, ``c = β Aᵀ + b``)."""
@@ -87,38 +104,32 @@ class _IncrementalHead:
         first = head.proj[0]
         w0 = first.weight / head.feat_scale
         self.p0 = (_np(w0).T.copy(), _np(first.bias - w0 @ head.feat_mean))
-        self.p1 = (_np(head.proj[2].weight).T.copy(), _np(head.proj[2].bias))
+        self.p1 = _linear(head.proj[2].weight, head.proj[2].bias)
         self.in_step, self.pos = _np(head.in_step.weight), _np(head.pos.weight)
         self.layers = [
             (
                 _norm_then_linear(L.norm1, L.self_attn.in_proj_weight, L.self_attn.in_proj_bias),
-                (_np(L.self_attn.out_proj.weight).T.copy(), _np(L.self_attn.out_proj.bias)),
+                _linear(L.self_attn.out_proj.weight, L.self_attn.out_proj.bias),
                 _norm_then_linear(L.norm2, L.linear1.weight, L.linear1.bias),
-                (_np(L.linear2.weight).T.copy(), _np(L.linear2.bias)),
+                _linear(L.linear2.weight, L.linear2.bias),
             )
             for L in head.encoder.layers
         ]
         o = head.out
-        self.out = (_norm_then_linear(o[0], o[1].weight, o[1].bias), (_np(o[3].weight).T.copy(), _np(o[3].bias)))
+        self.out = (_norm_then_linear(o[0], o[1].weight, o[1].bias), _linear(o[3].weight, o[3].bias))
         ps = head.pool_score
         self.pool_w = None if ps is None else (_np(ps.weight)[0], float(ps.bias))
         self.w, self.batch = self.cfg.width, batch
-        self.keys = [np.zeros((batch, 0, self.w), np.float32) for _ in self.layers]
-        self.values = [np.zeros((batch, 0, self.w), np.float32) for _ in self.layers]
+        self.keys: list[np.ndarray | None] = [None] * len(self.layers)
+        self.values: list[np.ndarray | None] = [None] * len(self.layers)
         self.n = [0] * batch
         self.n_steps = [0] * batch
         self.scale = np.float32(1.0 / np.sqrt(self.w // self.cfg.n_heads))
 
     def _reserve(self, length: int) -> None:
-        cap = self.keys[0].shape[1]
-        if length <= cap:
-            return
-        new = max(length, 2 * cap, _GROW)
         for cache in (self.keys, self.values):
             for i, c in enumerate(cache):
-                grown = np.zeros((self.batch, new, self.w), np.float32)
-                grown[:, :cap] = c
-                cache[i] = grown
+                cache[i] = _with_room(c, length, (self.batch, self.w))
 
     def step_logits(self, rows: list[int], feats: Float[np.ndarray, "tok feat"], lengths: list[int]) -> list[float]:
         """Encode one new step per row (``feats``: the rows' new tokens back to back) and return the logits."""
@@ -202,10 +213,7 @@ class LiveStepScorer(StoppingCriteria):
             return
         block = np.concatenate([torch.cat(x, 1).detach().to("cpu", torch.float32).numpy() for x in lists], -1)
         j = self._flushed
-        if self._feats is None:
-            self._feats = np.zeros((block.shape[0], max(_GROW, n), self._n_feats), np.float32)
-        while j + n > self._feats.shape[1]:
-            self._feats = np.concatenate([self._feats, np.zeros_like(self._feats)], 1)
+        self._feats = _with_room(self._feats, j + n, (block.shape[0], self._n_feats))
         self._feats[:, j : j + n] = block
         self._flushed = j + n
         for x in lists:

@@ -91,7 +91,7 @@ def pool_steps(
 
     ``segment`` is each token's segment number in ``[0, n_segments)``; segments without tokens give zeros.
     ``attention`` weighs a segment's tokens by a softmax of ``score(x)`` (a ``width → 1`` module) within it.
-    The offline head and live scoring both pool through this function, so their numbers agree.
+    Live scoring (:mod:`workbench.heads.live`) mirrors it in NumPy; a test checks that both agree.
     """
     w = x.shape[-1]
     if mode == "mean":
