@@ -544,7 +544,7 @@ def render(r, args, sweeps, agree) -> str:
         "",
         "## Live step scoring overhead",
         "",
-        f"The trained hidden-state head (all layers, width 128). Batch of {args.live_batch} prompts, 120 new tokens, temperature 1; {args.live_repeats} back-to-back pairs, alternating which runs first: plain generate {lv['plain_s']:.2f} s, with live head scoring {lv['live_s']:.2f} s (medians) → overhead ratio **{lv['ratio']:.3f}** (median of per-pair ratios; range {lv['ratio_lo']:.3f}–{lv['ratio_hi']:.3f}; goal ≤ 1.05). By head size and batch: `benchmarks/results/live_scoring.md`.",
+        f"The trained hidden-state head (all layers, width 128). Batch of {args.live_batch} prompts, 120 new tokens, temperature 1, torch on {torch.get_num_threads()} thread(s); {args.live_repeats} rounds of plain generate and live scoring back to back, rotating which runs first (each scorer made once and reused): plain generate {lv['plain_s']:.2f} s; with the head in a scoring process (the default when torch leaves a CPU free) {lv['offload_s']:.2f} s → overhead ratio **{lv['offload_ratio']:.3f}** (median of per-round ratios; range {lv['offload_lo']:.3f}–{lv['offload_hi']:.3f}; goal ≤ 1.05), scores collected {lv['late_tokens']:.2f} tokens after they are ready on average; with the head in the generating process {lv['local_s']:.2f} s → **{lv['local_ratio']:.3f}** ({lv['local_lo']:.3f}–{lv['local_hi']:.3f}). By head size, batch and torch threads: `benchmarks/results/live_scoring.md`.",
         "",
     ]
     return "\n".join(lines)

@@ -6,12 +6,21 @@ they are copied to the CPU once per scoring call, not once per token),
 and a Hugging Face stopping criterion — called after every sampled token with the ids so far — notices
 when a step is complete and scores it. A generated token's hidden state is computed by the forward that
 reads it, i.e. the one that samples the next token; so a step ending in the boundary token ``\\n`` is
-scored right after the following token is sampled (a last step ending in end-of-sequence when that
+ready right after the following token is sampled (a last step ending in end-of-sequence when that
 token is sampled). All rows whose step completed at the same token are scored in one batched head call
-(at most one call per generated token, whatever the batch size), on exactly their new tokens.
+(at most one call per generated token, whatever the batch size), on exactly their new tokens, by the
+incremental head of :mod:`workbench.heads.incremental` (the encoder's keys and values are cached, so a step
+costs only its own tokens).
 
-The cost that remains is the head's own arithmetic on every generated token: compare the head's weight
-matrices with the model's (``benchmarks/live_scoring.py`` reports the overhead by head size).
+**Where the head runs.** With ``offload=True`` (the default when the model is on a GPU, or when this
+process may use more CPUs than torch's threads occupy) the head runs in a scoring process of its own: the
+hooks' features go to a buffer in shared memory, a short message over a pipe names each completed step, and
+the generating process goes on sampling while another core scores it; a score is collected at the next
+token whose callback finds it ready (``scored_after_tokens`` says when; usually one token later) and every
+outstanding score is collected before ``attached`` exits. With ``offload=False`` the head runs in the
+callback itself and each score is ready one token after its step's end. The scores are the same.
+The scoring process starts once per :class:`LiveStepScorer` (about 0.3 s): keep one scorer for many
+``generate`` calls (it is a context manager; :meth:`LiveStepScorer.close` stops the process).
 
 The head is causal (:class:`~workbench.heads.HeadConfig` ``causal=True``), so each live score equals the
 offline score of the same trace (tested). Only hidden-state features are available live; a head trained
@@ -20,6 +29,15 @@ with ``logit_features`` is refused.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
+import struct
+import subprocess
+import sys
+import tempfile
+import weakref
+from collections import deque
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,18 +45,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Float
-from scipy.special import erf
 from threadpoolctl import threadpool_limits
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from workbench.heads import incremental
+from workbench.heads.incremental import IncrementalHead, step_features
 from workbench.heads.model import UncertaintyHead
 from workbench.traces.generate import GenerationConfig, left_pad, rng_devices
 
-__all__ = ["LiveStepScorer", "LiveResult", "generate_scored"]
-
-_GROW = 64
-"""Token slots the feature buffer and the key/value caches start with (they double when full)."""
+__all__ = ["LiveStepScorer", "LiveResult", "generate_scored", "head_weights"]
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -46,144 +61,195 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
 
 
-def _linear(weight: torch.Tensor, bias: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """``nn.Linear`` as ``(Wᵀ, b)`` for ``x @ Wᵀ + b``."""
-    return _np(weight).T.copy(), _np(bias)
+def _linear(prefix: str, weight: torch.Tensor, bias: torch.Tensor) -> dict[str, np.ndarray]:
+    """``nn.Linear`` as ``{prefix_w: Wᵀ, prefix_b: b}`` for ``x @ Wᵀ + b``."""
+    return {f"{prefix}_w": _np(weight).T.copy(), f"{prefix}_b": _np(bias)}
 
 
-def _with_room(a: np.ndarray | None, length: int, shape: tuple[int, int]) -> np.ndarray:
-    """``a`` (``[batch, slots, dim]``, or None for a new zero array of ``shape``) with at least ``length`` slots,
-    grown by doubling (at least ``_GROW``); the slots already there keep their values."""
-    cap = 0 if a is None else a.shape[1]
-    if length <= cap:
-        return a
-    grown = np.zeros((shape[0], max(length, 2 * cap, _GROW), shape[1]), np.float32)
-    if cap:
-        grown[:, :cap] = a
-    return grown
+def _norm_then_linear(prefix: str, norm: torch.nn.LayerNorm, weight: torch.Tensor, bias: torch.Tensor) -> dict:
+    """``linear(norm(x))`` as ``standardise(x) @ W + c``: the norm's scale and shift folded into the matrix
+    (``W = diag(γ) Aᵀ``, ``c = β Aᵀ + b``)."""
+    a = weight.detach().float()
+    return {f"{prefix}_w": _np(norm.weight[:, None] * a.T), f"{prefix}_b": _np(norm.bias @ a.T + bias)}
 
 
-def _norm_then_linear(norm: torch.nn.LayerNorm, linear_weight: torch.Tensor, linear_bias: torch.Tensor) -> tuple:
-    """``linear(norm(x))`` as ``(eps, W, c)`` with ``x ↦ standardise(x) @ W + c``: the norm's scale and shift
-    folded into the matrix (``W = diag(γ) Aᵀ``, ``c = β Aᵀ + b``)."""
-    a = linear_weight.detach().float()
-    return norm.eps, _np(norm.weight[:, None] * a.T), _np(norm.bias @ a.T + linear_bias)
+@torch.no_grad()
+def head_weights(head: UncertaintyHead) -> tuple[dict, dict[str, np.ndarray]]:
+    """The ``(config, weights)`` an :class:`~workbench.heads.incremental.IncrementalHead` runs ``head`` from:
+    its input standardisation folded into the first projection, every layer norm's affine part folded
+    into the matrix after it, all float32."""
+    cfg, first = head.cfg, head.proj[0]
+    w0 = first.weight / head.feat_scale
+    weights = {
+        "p0_w": _np(w0).T.copy(),
+        "p0_b": _np(first.bias - w0 @ head.feat_mean),
+        **_linear("p1", head.proj[2].weight, head.proj[2].bias),
+        "in_step": _np(head.in_step.weight),
+        "pos": _np(head.pos.weight),
+    }
+    for i, L in enumerate(head.encoder.layers):
+        weights |= _norm_then_linear(f"L{i}.qkv", L.norm1, L.self_attn.in_proj_weight, L.self_attn.in_proj_bias)
+        weights |= _linear(f"L{i}.o", L.self_attn.out_proj.weight, L.self_attn.out_proj.bias)
+        weights |= _norm_then_linear(f"L{i}.f1", L.norm2, L.linear1.weight, L.linear1.bias)
+        weights |= _linear(f"L{i}.f2", L.linear2.weight, L.linear2.bias)
+    o = head.out
+    weights |= _norm_then_linear("o1", o[0], o[1].weight, o[1].bias) | _linear("o2", o[3].weight, o[3].bias)
+    if head.pool_score is not None:
+        weights |= {"pool_w": _np(head.pool_score.weight)[0], "pool_b": _np(head.pool_score.bias)[0]}
+    layers = list(head.encoder.layers)
+    config = {
+        "width": cfg.width,
+        "n_heads": cfg.n_heads,
+        "n_layers": len(layers),
+        "max_len": cfg.max_len,
+        "max_in_step": cfg.max_in_step,
+        "pool": cfg.pool,
+        "eps1": [L.norm1.eps for L in layers],
+        "eps2": [L.norm2.eps for L in layers],
+        "out_eps": o[0].eps,
+    }
+    return config, weights
 
 
-def _standardise(x: np.ndarray, eps: float) -> np.ndarray:
-    """``(x − mean) / sqrt(var + eps)`` over the last axis (``nn.LayerNorm`` without its affine part)."""
-    d = x - x.mean(-1, keepdims=True)
-    d /= np.sqrt((d * d).mean(-1, keepdims=True) + eps)
-    return d
+def _cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
-def _gelu(x: np.ndarray) -> np.ndarray:
-    """``nn.GELU()`` (the exact, erf form)."""
-    return 0.5 * x * (1.0 + erf(x * np.float32(0.7071067811865476)))
+def _stop(proc: subprocess.Popen, paths: list[str]) -> None:
+    """Ask a scoring process to quit (kill it if it does not), close its pipes and remove features files it
+    left."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    if proc.poll() is None:
+        try:
+            proc.stdin.write(b"Q")
+            proc.stdin.flush()
+            proc.stdin.close()
+            proc.wait(timeout=5)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        with contextlib.suppress(OSError, ValueError):
+            pipe.close()
 
 
-class _IncrementalHead:
-    """The causal encoder of every row of a batch, run step by step with a key/value cache per layer.
+def _shm_dir() -> str | None:
+    """Shared memory for the features file where the system has it (``/dev/shm``), else the temp folder."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
-    Causality means earlier tokens' encoder outputs never change, so scoring a new step only runs its own
-    tokens through the head (queries of the new tokens against cached keys / values), instead of the whole
-    prefix again. All rows whose step completed at the same token are scored in one call: the token-wise
-    parts run on exactly their new tokens, attention pads them to the longest (padding writes cache slots the
-    row's next step overwrites before anyone reads them, and its outputs are dropped).
 
-    It mirrors ``nn.TransformerEncoderLayer`` (``norm_first=True``, ReLU feed-forward, eval mode), the
-    head's projection with its standardisation folded in, :func:`~workbench.heads.model.pool_steps` and the
-    output MLP in NumPy float32 on the CPU: for the few tokens of one step the cost is per-operation
-    overhead, which is lower in NumPy than in torch (about 1.7× faster per call on the embedded model). The
-    live-vs-offline test checks that the scores agree for every pooling.
-    """
+class _ScoringProcess:
+    """A NumPy scoring process (``python incremental.py``) and the pipe protocol to it."""
 
-    @torch.no_grad()
-    def __init__(self, head: UncertaintyHead, batch: int) -> None:
-        self.cfg = head.cfg
-        first = head.proj[0]
-        w0 = first.weight / head.feat_scale
-        self.p0 = (_np(w0).T.copy(), _np(first.bias - w0 @ head.feat_mean))
-        self.p1 = _linear(head.proj[2].weight, head.proj[2].bias)
-        self.in_step, self.pos = _np(head.in_step.weight), _np(head.pos.weight)
-        self.layers = [
-            (
-                _norm_then_linear(L.norm1, L.self_attn.in_proj_weight, L.self_attn.in_proj_bias),
-                _linear(L.self_attn.out_proj.weight, L.self_attn.out_proj.bias),
-                _norm_then_linear(L.norm2, L.linear1.weight, L.linear1.bias),
-                _linear(L.linear2.weight, L.linear2.bias),
-            )
-            for L in head.encoder.layers
-        ]
-        o = head.out
-        self.out = (_norm_then_linear(o[0], o[1].weight, o[1].bias), _linear(o[3].weight, o[3].bias))
-        ps = head.pool_score
-        self.pool_w = None if ps is None else (_np(ps.weight)[0], float(ps.bias))
-        self.w, self.batch = self.cfg.width, batch
-        self.keys: list[np.ndarray | None] = [None] * len(self.layers)
-        self.values: list[np.ndarray | None] = [None] * len(self.layers)
-        self.n = [0] * batch
-        self.n_steps = [0] * batch
-        self.scale = np.float32(1.0 / np.sqrt(self.w // self.cfg.n_heads))
+    def __init__(self, head: UncertaintyHead) -> None:
+        config, weights = head_weights(head)
+        env = os.environ | {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        flags = ["-P"] if sys.version_info >= (3, 11) else []  # don't put workbench/heads on its sys.path
+        self.proc = subprocess.Popen(
+            [sys.executable, *flags, incremental.__file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
+        self.paths: list[str] = []  # features files made; the process unlinks each once it has mapped it
+        self._finalizer = weakref.finalize(self, _stop, self.proc, self.paths)
+        self.proc.stdin.write(incremental.pack_weights(config, weights))
+        self.proc.stdin.flush()
+        self.fd = self.proc.stdout.fileno()
+        self.buf = bytearray()
+        self._wait_for(1)
+        if self.buf[:1] != b"K":
+            self._fail()
+        del self.buf[:1]
+        os.set_blocking(self.fd, False)
 
-    def _reserve(self, length: int) -> None:
-        for cache in (self.keys, self.values):
-            for i, c in enumerate(cache):
-                cache[i] = _with_room(c, length, (self.batch, self.w))
+    def _fail(self):
+        if self.buf[:1] == b"E" and len(self.buf) >= 5:
+            (n,) = struct.unpack("<I", self.buf[1:5])
+            raise RuntimeError(f"the live scoring process failed: {bytes(self.buf[5 : 5 + n]).decode()}")
+        code = self.proc.poll()
+        raise RuntimeError(f"the live scoring process stopped unexpectedly (exit code {code})")
 
-    def step_logits(self, rows: list[int], feats: Float[np.ndarray, "tok feat"], lengths: list[int]) -> list[float]:
-        """Encode one new step per row (``feats``: the rows' new tokens back to back) and return the logits."""
-        cfg, w, nh = self.cfg, self.w, self.cfg.n_heads
-        r_, t = len(rows), max(lengths)
-        starts = np.cumsum([0, *lengths[:-1]])
-        seg = np.repeat(np.arange(r_), lengths)
-        inner = np.arange(len(seg)) - starts[seg]
-        n0 = np.array([self.n[r] for r in rows])
-        pos = n0[seg] + inner
-        top = int(pos.max()) + 1
-        if top > cfg.max_len:
-            raise ValueError(f"a trace has {top} step tokens; this head covers max_len={cfg.max_len}")
-        self._reserve(int(n0.max()) + t)
-        rows_a = np.asarray(rows)
-        tok_row = rows_a[seg]
-        slot = seg * t + inner
-        x = _gelu(feats @ self.p0[0] + self.p0[1]) @ self.p1[0] + self.p1[1]
-        x = x + self.in_step[np.minimum(inner, cfg.max_in_step - 1)] + self.pos[pos]
-        may_see = np.arange(top)[None, None, None, :] <= (n0[:, None] + np.arange(t))[:, None, :, None]
-        for i, ((e1, qkv_w, qkv_b), (o_w, o_b), (e2, f1_w, f1_b), (f2_w, f2_b)) in enumerate(self.layers):
-            qkv = _standardise(x, e1) @ qkv_w + qkv_b
-            q, k, v = qkv[:, :w], qkv[:, w : 2 * w], qkv[:, 2 * w :]
-            self.keys[i][tok_row, pos] = k
-            self.values[i][tok_row, pos] = v
-            qp = np.zeros((r_ * t, w), np.float32)
-            qp[slot] = q
-            qh = qp.reshape(r_, t, nh, -1).transpose(0, 2, 1, 3)
-            kh = self.keys[i][rows_a, :top].reshape(r_, top, nh, -1).transpose(0, 2, 3, 1)
-            vh = self.values[i][rows_a, :top].reshape(r_, top, nh, -1).transpose(0, 2, 1, 3)
-            s = np.where(may_see, (qh @ kh) * self.scale, np.float32(-np.inf))
-            e = np.exp(s - s.max(-1, keepdims=True))
-            o = (e / e.sum(-1, keepdims=True)) @ vh  # [row, head, tok, dh]
-            x = x + o.transpose(0, 2, 1, 3).reshape(r_ * t, w)[slot] @ o_w + o_b
-            x = x + np.maximum(_standardise(x, e2) @ f1_w + f1_b, 0) @ f2_w + f2_b
-        if cfg.pool == "mean":
-            pooled = np.add.reduceat(x, starts, axis=0) / np.asarray(lengths, np.float32)[:, None]
-        elif cfg.pool == "max":
-            pooled = np.maximum.reduceat(x, starts, axis=0)
-        else:
-            a = x @ self.pool_w[0] + self.pool_w[1]
-            e = np.exp(a - np.maximum.reduceat(a, starts)[seg])
-            pooled = np.add.reduceat(x * (e / np.add.reduceat(e, starts)[seg])[:, None], starts, axis=0)
-        (eps, o1_w, o1_b), (o2_w, o2_b) = self.out
-        logits = _gelu(_standardise(pooled, eps) @ o1_w + o1_b) @ o2_w + o2_b
-        for r, m in zip(rows, lengths, strict=True):
-            self.n[r] += m
-        return logits[:, 0].tolist()
+    def _read_some(self, timeout: float | None) -> bool:
+        """Append what the process has written to the buffer; False when nothing came within ``timeout``."""
+        if timeout != 0:
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            if not ready:
+                return False
+        try:
+            data = os.read(self.fd, 1 << 16)
+        except BlockingIOError:
+            return False
+        if not data:
+            self._fail()
+        self.buf += data
+        return True
+
+    def _wait_for(self, n: int) -> None:
+        while len(self.buf) < n:
+            if not self._read_some(60.0):
+                raise RuntimeError("the live scoring process did not answer within 60 s")
+
+    def features_file(self, batch: int, slots: int, n_feats: int) -> np.memmap:
+        """A new shared features file ``[batch, slots, n_feats]``, mapped here and in the process."""
+        fd, path = tempfile.mkstemp(prefix="workbench-live-", suffix=".f32", dir=_shm_dir())
+        self.paths.append(path)
+        try:
+            os.ftruncate(fd, batch * slots * n_feats * 4)
+        finally:
+            os.close(fd)
+        buf = np.memmap(path, np.float32, "r+", shape=(batch, slots, n_feats))
+        name = path.encode()
+        self.proc.stdin.write(b"M" + struct.pack("<2iI", batch, slots, len(name)) + name)
+        return buf
+
+    def reset(self, batch: int) -> None:
+        self.proc.stdin.write(b"R" + struct.pack("<i", batch))
+
+    def send(self, seq: int, rows: list[int], starts: list[int], end: int) -> None:
+        msg = struct.pack("<c3i", b"S", seq, len(rows), end) + np.asarray(rows + starts, "<i4").tobytes()
+        self.proc.stdin.write(msg)
+        self.proc.stdin.flush()
+
+    def results(self, block: bool) -> list[tuple[int, list[float]]]:
+        """The ``(sequence number, logits)`` answers that have arrived (with ``block``: at least one)."""
+        out: list[tuple[int, list[float]]] = []
+        self._read_some(None if block else 0)
+        while True:
+            if self.buf[:1] == b"E":
+                self._wait_for(5)
+                self._wait_for(5 + struct.unpack("<I", self.buf[1:5])[0])
+                self._fail()
+            if len(self.buf) >= 9 and self.buf[:1] != b"S":
+                self._fail()
+            r = struct.unpack("<i", self.buf[5:9])[0] if len(self.buf) >= 9 else None
+            if r is not None and len(self.buf) >= 9 + 8 * r:
+                seq = struct.unpack("<i", self.buf[1:5])[0]
+                out.append((seq, np.frombuffer(bytes(self.buf[9 : 9 + 8 * r]), "<f8").tolist()))
+                del self.buf[: 9 + 8 * r]
+            elif block and not out:
+                self._read_some(None)
+            else:
+                return out
+
+    def close(self) -> None:
+        self._finalizer()
 
 
 class LiveStepScorer(StoppingCriteria):
-    """Collects the head's features during ``generate`` and scores each step as soon as it is complete."""
+    """Collects the head's features during ``generate`` and scores each step as soon as it is complete.
 
-    def __init__(self, model, head: UncertaintyHead, *, boundary: str = "\n") -> None:
+    ``offload``: run the head in a scoring process of its own (another CPU core scores while this one
+    generates; see the module docstring); None: when the model is not on the CPU, or when this process may
+    use more CPUs than ``torch.get_num_threads()`` (a core the model leaves free; on CPU with torch on every
+    core the scoring process would slow torch's threads, measured in ``benchmarks/live_scoring.py``). Use it
+    as a context manager (or call :meth:`close`) to stop that process; garbage collection stops it otherwise.
+    """
+
+    def __init__(self, model, head: UncertaintyHead, *, boundary: str = "\n", offload: bool | None = None) -> None:
         if head.cfg.logit_features:
             raise ValueError("live scoring reads hidden states only; train the head with logit_features=False")
         if not head.cfg.causal:
@@ -194,11 +260,28 @@ class LiveStepScorer(StoppingCriteria):
         kind = [int(boundary in tok.decode([i])) for i in range(len(tok))]  # bit 1: ends a step
         kind[tok.eos_token_id] |= 2  # bit 2: end of sequence
         self._kind = kind
-        d = model.d_model
-        self._cols = {h: slice(i * d, (i + 1) * d) for i, h in enumerate(head.cfg.hooks)}
-        self._n_feats = d * len(head.cfg.hooks)
+        self._n_feats = model.d_model * len(head.cfg.hooks)
+        if offload is None:
+            offload = model.device.type != "cpu" or _cpus() > torch.get_num_threads()
+        self.offload = bool(offload)
+        self._process: _ScoringProcess | None = None
+        self._host: np.ndarray | None = None  # [batch, completion token, feature] on the CPU: what the head reads
+        self._local: tuple[dict, dict] | None = None
+        self.records: list[dict] = []
 
-    # ---- hooks ------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the scoring process (if any); a later ``generate`` starts a new one."""
+        if self._process is not None:
+            self._process.close()
+            self._process = self._host = None
+
+    def __enter__(self) -> LiveStepScorer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- hooks and the features buffer ------------------------------------------------------------
     def _record(self, activation, hook):
         name = getattr(hook, "name", hook)
         calls = self._calls[name] = self._calls[name] + 1
@@ -206,44 +289,71 @@ class LiveStepScorer(StoppingCriteria):
             self._pending[name].append(activation if activation.shape[1] == 1 else activation[:, -1:])
 
     def _flush(self) -> None:
-        """Move the tokens recorded since the last flush into the feature buffer (one copy per hook)."""
+        """Copy the tokens recorded since the last flush into the features buffer (one copy per hook)."""
         lists = [self._pending[h] for h in self.head.cfg.hooks]
         n = len(lists[0])
         if n == 0:
             return
-        block = np.concatenate([torch.cat(x, 1).detach().to("cpu", torch.float32).numpy() for x in lists], -1)
-        j = self._flushed
-        self._feats = _with_room(self._feats, j + n, (block.shape[0], self._n_feats))
-        self._feats[:, j : j + n] = block
-        self._flushed = j + n
-        for x in lists:
+        j, batch = self._flushed, lists[0][0].shape[0]
+        if self._host is None or self._host.shape[0] != batch or j + n > self._host.shape[1]:
+            self._grow(batch, j + n)
+        for x, dst in zip(lists, self._dst, strict=True):
+            dst[:, j : j + n].copy_(torch.cat(x, 1))
             x.clear()
+        self._flushed = j + n
+
+    def _grow(self, batch: int, length: int) -> None:
+        """(Re)make the features buffer ``[batch, slots, feature]`` with at least ``length`` slots (doubling),
+        keeping the tokens of this generation; shared with the scoring process when there is one. The
+        buffer outlives the generation: the next one with the same batch size reuses it."""
+        old, have = self._host, self._flushed
+        slots = max(length, self._slots, 2 * old.shape[1] if have else 0)
+        shape = (batch, slots, self._n_feats)
+        if self._process is not None:
+            self._host = self._process.features_file(*shape)
+        else:
+            self._host = np.empty(shape, np.float32)
+        if have:
+            self._host[:, :have] = old[:, :have]
+        d, whole = self.model.d_model, torch.from_numpy(self._host)
+        self._dst = [whole[:, :, i * d : (i + 1) * d] for i in range(len(self.head.cfg.hooks))]
 
     @contextmanager
-    def attached(self, prompt_len: int):
-        """Hooks on for one ``generate`` call over prompts left-padded to ``prompt_len``."""
+    def attached(self, prompt_len: int, max_new_tokens: int | None = None):
+        """Hooks on for one ``generate`` call over prompts left-padded to ``prompt_len`` (``max_new_tokens``
+        sizes the features buffer, which grows when needed); on a normal exit every step scored so far has
+        its record in :attr:`records`."""
+        if self.offload and self._process is None:
+            self._process = _ScoringProcess(self.head)
         self.prompt_len = prompt_len
         self._calls = dict.fromkeys(self.head.cfg.hooks, 0)
         self._pending: dict[str, list] = {h: [] for h in self.head.cfg.hooks}  # newest-token activations
-        self._feats: np.ndarray | None = None  # [batch, completion token, feature] on the CPU, grown by doubling
-        self._flushed = 0  # completion tokens already in _feats
+        self._flushed = 0  # completion tokens already in the features buffer
+        self._slots = max_new_tokens or incremental._GROW
         self._start: list[int] = []  # per row: first token of the step being written
         self._done: list[bool] = []  # per row: finished (end-of-sequence seen)
-        self._enc: _IncrementalHead | None = None
+        self._n_steps: list[int] = []  # per row: steps scored (or sent to be scored)
+        self._enc: IncrementalHead | None = None  # in-process head, made at the first step
+        self._sent: deque = deque()  # steps sent to the scoring process: (seq, rows, starts, indices, end)
+        self._seq, self._k = 0, 0
         self._no_stop: torch.Tensor | None = None  # what the stopping criterion returns: never stop
-        self.records: list[dict] = []
-        # NumPy's BLAS would otherwise wake its thread pool for every tiny matmul and compete with the model
-        with (
-            threadpool_limits(limits=1, user_api="blas"),
-            self.model.hooks([(h, self._record) for h in self.head.cfg.hooks]),
-        ):
+        self.records = []
+        with contextlib.ExitStack() as stack:
+            if self._process is None:  # NumPy's BLAS would wake its threads for every tiny matmul
+                stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+            stack.enter_context(self.model.hooks([(h, self._record) for h in self.head.cfg.hooks]))
             yield self
+            while self._sent:  # steps still being scored
+                self._collect(block=True)
 
     # ---- the per-token callback -------------------------------------------------------------------
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
         b, k = input_ids.shape[0], input_ids.shape[1] - self.prompt_len  # k completion tokens so far
+        self._k = k
         if not self._done:
-            self._start, self._done = [0] * b, [False] * b
+            self._start, self._done, self._n_steps = [0] * b, [False] * b, [0] * b
+        if self._sent:
+            self._collect(block=False)
         known = k - 1  # features exist for completion tokens 0..k-2
         if known >= 1:
             # per row: kind of the newest token with features and of the newest token (1 boundary, 2 eos)
@@ -263,24 +373,47 @@ class LiveStepScorer(StoppingCriteria):
         return self._no_stop
 
     def _score(self, rows: list[int], end: int) -> None:
-        """Score the step ``start[r]:end`` of every row in ``rows`` with one batched head call."""
-        if self._enc is None:
-            self._enc = _IncrementalHead(self.head, len(self._done))
+        """Score the step ``start[r]:end`` of every row in ``rows`` with one batched head call (in this
+        process, or sent to the scoring process)."""
         self._flush()
         starts = [self._start[r] for r in rows]
-        lengths = [end - s for s in starts]
-        tok_row = [r for r, m in zip(rows, lengths, strict=True) for _ in range(m)]
-        tok = [j for s in starts for j in range(s, end)]
-        feats = self._feats[tok_row, tok]  # [new tokens of all rows, feature]
-        step_index = [self._enc.n_steps[r] for r in rows]
-        logits = self._enc.step_logits(rows, feats, lengths)
-        for r, s, i, logit in zip(rows, starts, step_index, logits, strict=True):
-            self.records.append(
-                {"row": r, "step_index": i, "token_start": s, "token_end": end, "head_score": logit,
-                 "scored_after_tokens": end + 1}
-            )  # fmt: skip
-            self._enc.n_steps[r] += 1
+        indices = [self._n_steps[r] for r in rows]
+        for r in rows:
+            self._n_steps[r] += 1
             self._start[r] = end
+        if self._process is not None:
+            if self._seq == 0:
+                self._process.reset(self._host.shape[0])
+            self._process.send(self._seq, rows, starts, end)
+            self._sent.append((self._seq, rows, starts, indices, end))
+            self._seq += 1
+            return
+        if self._enc is None:
+            self._local = self._local or head_weights(self.head)
+            self._enc = IncrementalHead(*self._local, self._host.shape[0])
+        feats = step_features(self._host, rows, starts, end)
+        lengths = [end - s for s in starts]
+        self._add_records(rows, starts, indices, end, self._enc.step_logits(rows, feats, lengths))
+
+    def _collect(self, block: bool) -> None:
+        """Records for the answers of the scoring process that have arrived (with ``block``: at least one)."""
+        for seq, logits in self._process.results(block):
+            sent_seq, rows, starts, indices, end = self._sent.popleft()
+            if seq != sent_seq:
+                raise RuntimeError(f"live scoring process answered step batch {seq}, expected {sent_seq}")
+            self._add_records(rows, starts, indices, end, logits)
+
+    def _add_records(self, rows, starts, indices, end, logits) -> None:
+        new = [
+            {"row": r, "step_index": i, "token_start": s, "token_end": end, "head_score": logit,
+             "scored_after_tokens": max(self._k, end + 1)}
+            for r, s, i, logit in zip(rows, starts, indices, logits, strict=True)
+        ]  # fmt: skip
+        self.records.extend(new)
+        self.on_records(new)
+
+    def on_records(self, records: list[dict]) -> None:
+        """Called with the new records each time steps are scored (a hook for subclasses; does nothing)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -293,23 +426,41 @@ class LiveResult:
 
 
 def generate_scored(
-    model, head: UncertaintyHead, prompts: Sequence[str], config: GenerationConfig | None = None
+    model,
+    head: UncertaintyHead,
+    prompts: Sequence[str],
+    config: GenerationConfig | None = None,
+    *,
+    scorer: LiveStepScorer | None = None,
 ) -> LiveResult:
     """Generate for ``prompts`` in one batch and score every step as it is written (see module docstring).
+
+    ``scorer``: a :class:`LiveStepScorer` of ``head`` to reuse (its scoring process, if any, is started
+    once); None makes one for this call and stops it afterwards.
 
     Sampling uses ``config.seed`` under ``torch.random.fork_rng`` exactly like one batch of
     :func:`workbench.traces.generate.sample_completions`, so the same call without the scorer gives the
     same tokens (the overhead benchmark compares the two).
     """
+    if scorer is not None and scorer.head is not head:
+        raise ValueError("scorer: it was made for a different head; pass LiveStepScorer(model, head)")
     config = config or GenerationConfig()
     tok = model.tokenizer
     ids = tok(list(prompts), add_special_tokens=False)["input_ids"]
     batch = left_pad(ids, tok.pad_token_id)
-    scorer = LiveStepScorer(model, head)
+    own = scorer is None
+    scorer = scorer or LiveStepScorer(model, head)
     kwargs = config.hf_kwargs() | {"eos_token_id": tok.eos_token_id, "use_cache": True}
-    with scorer.attached(batch.input_ids.shape[1]), torch.random.fork_rng(devices=rng_devices(model.device)):
-        torch.manual_seed(config.seed * 1_000_003)
-        out = model.generate(*batch, stopping_criteria=StoppingCriteriaList([scorer]), **kwargs)
+    try:
+        with (
+            scorer.attached(batch.input_ids.shape[1], config.max_new_tokens),
+            torch.random.fork_rng(devices=rng_devices(model.device)),
+        ):
+            torch.manual_seed(config.seed * 1_000_003)
+            out = model.generate(*batch, stopping_criteria=StoppingCriteriaList([scorer]), **kwargs)
+    finally:
+        if own:
+            scorer.close()
     gen = out[:, batch.input_ids.shape[1] :].cpu()
     texts = []
     for row in gen.tolist():

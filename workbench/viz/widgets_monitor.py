@@ -26,10 +26,14 @@ _PROB = ScaleChoice(kind="sequential", domain=(0.0, 1.0))
 
 
 class NotifyingScorer(LiveStepScorer):
-    """A live step scorer that calls ``on_step(record)`` for every step the moment it is scored."""
+    """A live step scorer that calls ``on_step(record)`` for every step the moment it is scored (in this
+    process by default: the monitor generates one prompt at a time, where a scoring process would only add
+    its start-up)."""
 
-    def __init__(self, model, head, on_step: Callable[[dict], None], ctx: JobContext | None = None) -> None:
-        super().__init__(model, head)
+    def __init__(
+        self, model, head, on_step: Callable[[dict], None], ctx: JobContext | None = None, *, offload: bool = False
+    ) -> None:
+        super().__init__(model, head, offload=offload)
         self.on_step, self.ctx = on_step, ctx
 
     def __call__(self, input_ids, scores=None, **kwargs):
@@ -39,10 +43,8 @@ class NotifyingScorer(LiveStepScorer):
             return torch.ones_like(stop)  # stop generating; the job reports the cancellation
         return stop
 
-    def _score(self, rows: list[int], end: int) -> None:
-        before = len(self.records)
-        super()._score(rows, end)
-        for rec in self.records[before:]:
+    def on_records(self, records: list[dict]) -> None:
+        for rec in records:
             ids = self._ids[rec["row"], self.prompt_len + rec["token_start"] : self.prompt_len + rec["token_end"]]
             rec["text"] = self.model.tokenizer.decode(ids.tolist()).strip()
             rec["head_prob"] = float(torch.sigmoid(torch.tensor(rec["head_score"])))
@@ -63,10 +65,13 @@ def live_generate(
     config = config or GenerationConfig(max_new_tokens=160)
     tok = model.tokenizer
     batch = left_pad([tok(prompt, add_special_tokens=False)["input_ids"]], tok.pad_token_id)
-    scorer = NotifyingScorer(model, head, on_step, ctx)
     kwargs = config.hf_kwargs() | {"eos_token_id": tok.eos_token_id, "use_cache": True}
     # same seeding as generate_scored, so a monitor run reproduces an offline one
-    with scorer.attached(batch.input_ids.shape[1]), torch.random.fork_rng(devices=rng_devices(model.device)):
+    with (
+        NotifyingScorer(model, head, on_step, ctx) as scorer,
+        scorer.attached(batch.input_ids.shape[1]),
+        torch.random.fork_rng(devices=rng_devices(model.device)),
+    ):
         torch.manual_seed(config.seed * 1_000_003)
         model.generate(*batch, stopping_criteria=StoppingCriteriaList([scorer]), **kwargs)
     if ctx is not None:
