@@ -20,10 +20,15 @@ HOOK = "blocks.2.hook_resid_post"
 
 
 @pytest.mark.parametrize(
-    ("n_layers", "grow", "pool", "offload"),
-    [(2, 64, "mean", True), (1, 4, "max", False), (1, 64, "attention", True), (1, 64, "mean", False)],
+    ("n_layers", "grow", "pool", "offload", "hooks"),
+    [
+        (2, 64, "mean", True, (HOOK,)),
+        (1, 4, "max", False, (HOOK,)),
+        (1, 64, "attention", True, (HOOK,)),
+        (1, 64, "mean", False, (HOOK, "blocks.0.hook_resid_post")),  # features in another order than hooks fire
+    ],
 )
-def test_live_scores_equal_offline_scores(embedded, tmp_path, monkeypatch, n_layers, grow, pool, offload):
+def test_live_scores_equal_offline_scores(embedded, tmp_path, monkeypatch, n_layers, grow, pool, offload, hooks):
     # grow=4: the feature buffer and the key/value caches start tiny and must double many times (in this
     # process: a scoring process imports the module afresh, and its caches double from 64 at 90 tokens)
     monkeypatch.setattr(incremental, "_GROW", grow)
@@ -31,9 +36,10 @@ def test_live_scores_equal_offline_scores(embedded, tmp_path, monkeypatch, n_lay
         sized = LiveStepScorer.attached
         monkeypatch.setattr(LiveStepScorer, "attached", lambda self, n, m=None: sized(self, n))
     torch.manual_seed(0)
-    cfg = HeadConfig(hooks=(HOOK,), width=32, n_heads=4, n_layers=n_layers, pool=pool)
-    head = UncertaintyHead.build(cfg, embedded.d_model).eval()
-    head.set_normalisation(torch.randn(embedded.d_model), torch.rand(embedded.d_model) + 0.5)  # folded live
+    cfg = HeadConfig(hooks=hooks, width=32, n_heads=4, n_layers=n_layers, pool=pool)
+    n_feats = embedded.d_model * len(hooks)
+    head = UncertaintyHead.build(cfg, n_feats).eval()
+    head.set_normalisation(torch.randn(n_feats), torch.rand(n_feats) + 0.5)  # folded live
     with torch.no_grad():  # non-trivial norm scales and shifts: live folds them into the next matrix
         for norm in (m for m in head.modules() if isinstance(m, torch.nn.LayerNorm)):
             norm.weight.uniform_(0.5, 1.5)
@@ -49,7 +55,7 @@ def test_live_scores_equal_offline_scores(embedded, tmp_path, monkeypatch, n_lay
     ]
     finished = [t for t in traces if res.completions[int(t.trace_id[1:])].endswith("\n")]
     assert finished, "no trace finished within max_new_tokens"
-    cfg = CaptureConfig(poolings=(), token_features=TokenFeatureConfig(hooks=(HOOK,)), progress=False)
+    cfg = CaptureConfig(poolings=(), token_features=TokenFeatureConfig(hooks=hooks), progress=False)
     capture(finished, embedded, tmp_path / "s", cfg)
     store = open_store(tmp_path / "s")
     offline = score_sequences(head, load_sequences(store, store.index, head.cfg, target=None))

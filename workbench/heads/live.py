@@ -286,20 +286,25 @@ class LiveStepScorer(StoppingCriteria):
         name = getattr(hook, "name", hook)
         calls = self._calls[name] = self._calls[name] + 1
         if calls > 1:  # the first forward reads the prompt; later ones one new token each (KV cache)
-            self._pending[name].append(activation if activation.shape[1] == 1 else activation[:, -1:])
+            self._pending.append(activation if activation.shape[1] == 1 else activation[:, -1:])
+            if len(self._order) < len(self._calls):
+                self._order.append(name)  # the order the hooks fire in, seen on the first new token
 
     def _flush(self) -> None:
-        """Copy the tokens recorded since the last flush into the features buffer (one copy per hook)."""
-        lists = [self._pending[h] for h in self.head.cfg.hooks]
-        n = len(lists[0])
+        """Copy the tokens recorded since the last flush into the features buffer: one concatenation of
+        everything recorded (hooks in firing order, token after token) and one copy."""
+        pending, hooks = self._pending, self.head.cfg.hooks
+        n = len(pending) // len(hooks)
         if n == 0:
             return
-        j, batch = self._flushed, lists[0][0].shape[0]
+        if self._order != list(hooks):  # reorder each token's activations to the head's feature order
+            pos = [self._order.index(h) for h in hooks]
+            pending = [pending[t * len(hooks) + i] for t in range(n) for i in pos]
+        j, batch = self._flushed, pending[0].shape[0]
         if self._host is None or self._host.shape[0] != batch or j + n > self._host.shape[1]:
             self._grow(batch, j + n)
-        for x, dst in zip(lists, self._dst, strict=True):
-            dst[:, j : j + n].copy_(torch.cat(x, 1))
-            x.clear()
+        self._whole[:, j : j + n].copy_(torch.cat(pending, -1).view(batch, n, self._n_feats))
+        self._pending.clear()
         self._flushed = j + n
 
     def _grow(self, batch: int, length: int) -> None:
@@ -315,8 +320,7 @@ class LiveStepScorer(StoppingCriteria):
             self._host = np.empty(shape, np.float32)
         if have:
             self._host[:, :have] = old[:, :have]
-        d, whole = self.model.d_model, torch.from_numpy(self._host)
-        self._dst = [whole[:, :, i * d : (i + 1) * d] for i in range(len(self.head.cfg.hooks))]
+        self._whole = torch.from_numpy(self._host)
 
     @contextmanager
     def attached(self, prompt_len: int, max_new_tokens: int | None = None):
@@ -327,7 +331,8 @@ class LiveStepScorer(StoppingCriteria):
             self._process = _ScoringProcess(self.head)
         self.prompt_len = prompt_len
         self._calls = dict.fromkeys(self.head.cfg.hooks, 0)
-        self._pending: dict[str, list] = {h: [] for h in self.head.cfg.hooks}  # newest-token activations
+        self._pending: list[torch.Tensor] = []  # newest-token activations of every hook, in firing order
+        self._order: list[str] = []
         self._flushed = 0  # completion tokens already in the features buffer
         self._slots = max_new_tokens or incremental._GROW
         self._start: list[int] = []  # per row: first token of the step being written
