@@ -113,3 +113,28 @@ def test_scoring_process_errors_reach_the_generating_process(embedded):
             generate_scored(embedded, head, prompts, GenerationConfig(max_new_tokens=40), scorer=scorer)
     with pytest.raises(ValueError, match="different head"):
         generate_scored(embedded, _small_head(embedded), prompts, scorer=LiveStepScorer(embedded, head, offload=False))
+
+
+def test_scorer_recovers_from_an_interrupted_call_and_a_dead_process(embedded):
+    head = _small_head(embedded)
+    prompts = [p.prompt for p in heldout_problems(TaskConfig(), 4)]
+    cfg = GenerationConfig(max_new_tokens=60, seed=5)
+    local = generate_scored(embedded, head, prompts, cfg, scorer=LiveStepScorer(embedded, head, offload=False))
+
+    class Interrupting(LiveStepScorer):
+        fail = True
+
+        def on_records(self, records):
+            if self.fail:
+                raise KeyboardInterrupt  # the user stops the cell while steps are still being scored
+
+    with Interrupting(embedded, head, offload=True) as scorer:
+        with pytest.raises(KeyboardInterrupt):
+            generate_scored(embedded, head, prompts, cfg, scorer=scorer)
+        scorer.fail = False
+        again = generate_scored(embedded, head, prompts, cfg, scorer=scorer)  # late answers are dropped
+        np.testing.assert_allclose(again.steps.head_score, local.steps.head_score, rtol=0, atol=1e-6)
+        scorer._process.proc.kill()
+        scorer._process.proc.wait()
+        restarted = generate_scored(embedded, head, prompts, cfg, scorer=scorer)  # a new process
+        np.testing.assert_allclose(restarted.steps.head_score, local.steps.head_score, rtol=0, atol=1e-6)

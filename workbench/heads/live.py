@@ -156,10 +156,9 @@ class _ScoringProcess:
         )
         self.paths: list[str] = []  # features files made; the process unlinks each once it has mapped it
         self._finalizer = weakref.finalize(self, _stop, self.proc, self.paths)
-        self.proc.stdin.write(incremental.pack_weights(config, weights))
-        self.proc.stdin.flush()
         self.fd = self.proc.stdout.fileno()
         self.buf = bytearray()
+        self._write(incremental.pack_weights(config, weights))
         self._wait_for(1)
         if self.buf[:1] != b"K":
             self._fail()
@@ -167,11 +166,14 @@ class _ScoringProcess:
         os.set_blocking(self.fd, False)
 
     def _fail(self):
-        if self.buf[:1] == b"E" and len(self.buf) >= 5:
-            (n,) = struct.unpack("<I", self.buf[1:5])
-            raise RuntimeError(f"the live scoring process failed: {bytes(self.buf[5 : 5 + n]).decode()}")
-        code = self.proc.poll()
-        raise RuntimeError(f"the live scoring process stopped unexpectedly (exit code {code})")
+        """Raise the process's error message (skipping answers still buffered before it), or its exit code."""
+        buf = self.buf
+        while buf[:1] == b"S" and len(buf) >= 9 and len(buf) >= 9 + 8 * struct.unpack("<i", buf[5:9])[0]:
+            buf = buf[9 + 8 * struct.unpack("<i", buf[5:9])[0] :]
+        if buf[:1] == b"E" and len(buf) >= 5:
+            (n,) = struct.unpack("<I", buf[1:5])
+            raise RuntimeError(f"the live scoring process failed: {bytes(buf[5 : 5 + n]).decode()}")
+        raise RuntimeError(f"the live scoring process stopped unexpectedly (exit code {self.proc.poll()})")
 
     def _read_some(self, timeout: float | None) -> bool:
         """Append what the process has written to the buffer; False when nothing came within ``timeout``."""
@@ -203,16 +205,31 @@ class _ScoringProcess:
             os.close(fd)
         buf = np.memmap(path, np.float32, "r+", shape=(batch, slots, n_feats))
         name = path.encode()
-        self.proc.stdin.write(b"M" + struct.pack("<2iI", batch, slots, len(name)) + name)
+        self._write(b"M" + struct.pack("<2iI", batch, slots, len(name)) + name, flush=False)
         return buf
 
     def reset(self, batch: int) -> None:
-        self.proc.stdin.write(b"R" + struct.pack("<i", batch))
+        self._write(b"R" + struct.pack("<i", batch), flush=False)
 
     def send(self, seq: int, rows: list[int], starts: list[int], end: int) -> None:
-        msg = struct.pack("<c3i", b"S", seq, len(rows), end) + np.asarray(rows + starts, "<i4").tobytes()
-        self.proc.stdin.write(msg)
-        self.proc.stdin.flush()
+        self._write(struct.pack("<c3i", b"S", seq, len(rows), end) + np.asarray(rows + starts, "<i4").tobytes())
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _write(self, data: bytes, flush: bool = True) -> None:
+        """Write to the process; if it has gone, raise its own error message (or its exit code)."""
+        try:
+            self.proc.stdin.write(data)
+            if flush:
+                self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            self.proc.wait(timeout=5)
+            with contextlib.suppress(RuntimeError):
+                while self._read_some(0.5):  # whatever it wrote before exiting (an error message)
+                    pass
+            self._fail()
 
     def results(self, block: bool) -> list[tuple[int, list[float]]]:
         """The ``(sequence number, logits)`` answers that have arrived (with ``block``: at least one)."""
@@ -265,6 +282,7 @@ class LiveStepScorer(StoppingCriteria):
             offload = model.device.type != "cpu" or _cpus() > torch.get_num_threads()
         self.offload = bool(offload)
         self._process: _ScoringProcess | None = None
+        self._seq = 0  # step batches sent to the scoring process, over all generate calls
         self._host: np.ndarray | None = None  # [batch, completion token, feature] on the CPU: what the head reads
         self._local: tuple[dict, dict] | None = None
         self.records: list[dict] = []
@@ -327,8 +345,8 @@ class LiveStepScorer(StoppingCriteria):
         """Hooks on for one ``generate`` call over prompts left-padded to ``prompt_len`` (``max_new_tokens``
         sizes the features buffer, which grows when needed); on a normal exit every step scored so far has
         its record in :attr:`records`."""
-        if self.offload and self._process is None:
-            self._process = _ScoringProcess(self.head)
+        if self.offload and (self._process is None or not self._process.alive):
+            self._process, self._host = _ScoringProcess(self.head), None  # (again, after a failure)
         self.prompt_len = prompt_len
         self._calls = dict.fromkeys(self.head.cfg.hooks, 0)
         self._pending: list[torch.Tensor] = []  # newest-token activations of every hook, in firing order
@@ -340,7 +358,7 @@ class LiveStepScorer(StoppingCriteria):
         self._n_steps: list[int] = []  # per row: steps scored (or sent to be scored)
         self._enc: IncrementalHead | None = None  # in-process head, made at the first step
         self._sent: deque = deque()  # steps sent to the scoring process: (seq, rows, starts, indices, end)
-        self._seq, self._k = 0, 0
+        self._seq0, self._k = self._seq, 0  # answers numbered below _seq0 belong to an interrupted call
         self._no_stop: torch.Tensor | None = None  # what the stopping criterion returns: never stop
         self.records = []
         with contextlib.ExitStack() as stack:
@@ -387,7 +405,7 @@ class LiveStepScorer(StoppingCriteria):
             self._n_steps[r] += 1
             self._start[r] = end
         if self._process is not None:
-            if self._seq == 0:
+            if self._seq == self._seq0:
                 self._process.reset(self._host.shape[0])
             self._process.send(self._seq, rows, starts, end)
             self._sent.append((self._seq, rows, starts, indices, end))
@@ -403,6 +421,8 @@ class LiveStepScorer(StoppingCriteria):
     def _collect(self, block: bool) -> None:
         """Records for the answers of the scoring process that have arrived (with ``block``: at least one)."""
         for seq, logits in self._process.results(block):
+            if seq < self._seq0:
+                continue  # a step of a generate call that raised before its scores were collected
             sent_seq, rows, starts, indices, end = self._sent.popleft()
             if seq != sent_seq:
                 raise RuntimeError(f"live scoring process answered step batch {seq}, expected {sent_seq}")
