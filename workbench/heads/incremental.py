@@ -34,6 +34,7 @@ import struct
 import sys
 
 import numpy as np
+from jaxtyping import Float
 from scipy.special import erf
 
 __all__ = ["IncrementalHead", "step_features", "serve"]
@@ -54,7 +55,9 @@ def with_room(a: np.ndarray | None, length: int, shape: tuple[int, int]) -> np.n
     return grown
 
 
-def step_features(buf: np.ndarray, rows: list[int], starts: list[int], end: int) -> np.ndarray:
+def step_features(
+    buf: Float[np.ndarray, "batch slot feat"], rows: list[int], starts: list[int], end: int
+) -> Float[np.ndarray, "tok feat"]:
     """Tokens ``starts[i]:end`` of each row ``rows[i]`` of ``buf`` (``[batch, slots, feature]``), back to back."""
     tok_row = [r for r, s in zip(rows, starts, strict=True) for _ in range(end - s)]
     tok = [j for s in starts for j in range(s, end)]
@@ -103,7 +106,7 @@ class IncrementalHead:
             for i, c in enumerate(cache):
                 cache[i] = with_room(c, length, (self.batch, self.w))
 
-    def step_logits(self, rows: list[int], feats: np.ndarray, lengths: list[int]) -> list[float]:
+    def step_logits(self, rows: list[int], feats: Float[np.ndarray, "tok feat"], lengths: list[int]) -> list[float]:
         """Encode one new step per row (``feats``: ``[tokens, features]``, the rows' new tokens back to back)
         and return each row's logit."""
         cfg, wt, w, nh = self.cfg, self.wt, self.w, self.nh
