@@ -234,7 +234,7 @@ class _ScoringProcess:
     def results(self, block: bool) -> list[tuple[int, list[float]]]:
         """The ``(sequence number, logits)`` answers that have arrived (with ``block``: at least one)."""
         out: list[tuple[int, list[float]]] = []
-        self._read_some(None if block else 0)
+        self._read_some(0)
         while True:
             if self.buf[:1] == b"E":
                 self._wait_for(5)
@@ -248,7 +248,8 @@ class _ScoringProcess:
                 out.append((seq, np.frombuffer(bytes(self.buf[9 : 9 + 8 * r]), "<f8").tolist()))
                 del self.buf[: 9 + 8 * r]
             elif block and not out:
-                self._read_some(None)
+                if not self._read_some(60.0):
+                    raise RuntimeError("the live scoring process did not answer within 60 s")
             else:
                 return out
 
