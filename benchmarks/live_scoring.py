@@ -36,7 +36,7 @@ from torch import nn
 from transformers import StoppingCriteriaList
 
 from workbench.heads import HeadConfig, UncertaintyHead
-from workbench.heads.live import LiveStepScorer, generate_scored
+from workbench.heads.live import LiveStepScorer, generate_scored, generate_with_scorer
 from workbench.models import load_model
 from workbench.toy import TaskConfig
 from workbench.toy.evaluate import heldout_problems
@@ -96,12 +96,7 @@ def measure(model, head, prompts, config: GenerationConfig, repeats: int) -> dic
     def live(scorer):
         """What generate_scored times: generate with the scorer attached, every score collected (its text
         decoding and DataFrame, which plain generate has no counterpart of, come after the clock stops)."""
-        with (
-            scorer.attached(batch.input_ids.shape[1], config.max_new_tokens),
-            torch.random.fork_rng(devices=rng_devices(model.device)),
-        ):
-            torch.manual_seed(config.seed * 1_000_003)
-            model.generate(*batch, stopping_criteria=StoppingCriteriaList([scorer]), **kwargs)
+        generate_with_scorer(model, scorer, batch, config)
         return list(scorer.records)
 
     offload = LiveStepScorer(model, head, offload=True)

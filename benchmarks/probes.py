@@ -560,7 +560,7 @@ def main(argv=None) -> str:
     p.add_argument("--vote-n", type=int, default=8, help="samples per problem for voting")
     p.add_argument("--head-epochs", type=int, default=40, help="most epochs of head training")
     p.add_argument("--live-batch", type=int, default=32, help="prompts in the live-scoring overhead batch")
-    p.add_argument("--live-repeats", type=int, default=21, help="timed pairs (median ratio) for live scoring")
+    p.add_argument("--live-repeats", type=int, default=21, help="timed rounds (median ratio) for live scoring")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     p.add_argument("--model", default=None, help="model folder (default: the embedded model)")
     p.add_argument("--work", default=None, help="directory for the stores (default: a temporary one)")

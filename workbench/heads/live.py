@@ -53,7 +53,7 @@ from workbench.heads.incremental import IncrementalHead, step_features
 from workbench.heads.model import UncertaintyHead
 from workbench.traces.generate import GenerationConfig, left_pad, rng_devices
 
-__all__ = ["LiveStepScorer", "LiveResult", "generate_scored", "head_weights"]
+__all__ = ["LiveStepScorer", "LiveResult", "generate_scored", "generate_with_scorer", "head_weights"]
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -451,6 +451,20 @@ class LiveResult:
     scored_after_tokens`` (completion tokens sampled when the score was ready), ``text``."""
 
 
+def generate_with_scorer(model, scorer: LiveStepScorer, batch, config: GenerationConfig) -> torch.Tensor:
+    """``model.generate`` over a left-padded ``batch`` (:func:`~workbench.traces.generate.left_pad`) with
+    ``scorer`` attached, seeded like one batch of :func:`~workbench.traces.generate.sample_completions`;
+    returns the generated ids (prompt included). Every step's record is in ``scorer.records`` when it returns."""
+    tok = model.tokenizer
+    kwargs = config.hf_kwargs() | {"eos_token_id": tok.eos_token_id, "use_cache": True}
+    with (
+        scorer.attached(batch.input_ids.shape[1], config.max_new_tokens),
+        torch.random.fork_rng(devices=rng_devices(model.device)),
+    ):
+        torch.manual_seed(config.seed * 1_000_003)
+        return model.generate(*batch, stopping_criteria=StoppingCriteriaList([scorer]), **kwargs)
+
+
 def generate_scored(
     model,
     head: UncertaintyHead,
@@ -476,14 +490,8 @@ def generate_scored(
     batch = left_pad(ids, tok.pad_token_id)
     own = scorer is None
     scorer = scorer or LiveStepScorer(model, head)
-    kwargs = config.hf_kwargs() | {"eos_token_id": tok.eos_token_id, "use_cache": True}
     try:
-        with (
-            scorer.attached(batch.input_ids.shape[1], config.max_new_tokens),
-            torch.random.fork_rng(devices=rng_devices(model.device)),
-        ):
-            torch.manual_seed(config.seed * 1_000_003)
-            out = model.generate(*batch, stopping_criteria=StoppingCriteriaList([scorer]), **kwargs)
+        out = generate_with_scorer(model, scorer, batch, config)
     finally:
         if own:
             scorer.close()

@@ -13,10 +13,9 @@ from collections.abc import Callable
 
 import pandas as pd
 import torch
-from transformers import StoppingCriteriaList
 
-from workbench.heads.live import LiveStepScorer
-from workbench.traces.generate import GenerationConfig, left_pad, rng_devices
+from workbench.heads.live import LiveStepScorer, generate_with_scorer
+from workbench.traces.generate import GenerationConfig, left_pad
 from workbench.viz.scales import ScaleChoice, color_for, text_color
 from workbench.viz.widgets_jobs import JobContext
 
@@ -65,15 +64,8 @@ def live_generate(
     config = config or GenerationConfig(max_new_tokens=160)
     tok = model.tokenizer
     batch = left_pad([tok(prompt, add_special_tokens=False)["input_ids"]], tok.pad_token_id)
-    kwargs = config.hf_kwargs() | {"eos_token_id": tok.eos_token_id, "use_cache": True}
-    # same seeding as generate_scored, so a monitor run reproduces an offline one
-    with (
-        NotifyingScorer(model, head, on_step, ctx) as scorer,
-        scorer.attached(batch.input_ids.shape[1]),
-        torch.random.fork_rng(devices=rng_devices(model.device)),
-    ):
-        torch.manual_seed(config.seed * 1_000_003)
-        model.generate(*batch, stopping_criteria=StoppingCriteriaList([scorer]), **kwargs)
+    with NotifyingScorer(model, head, on_step, ctx) as scorer:  # seeded like generate_scored
+        generate_with_scorer(model, scorer, batch, config)
     if ctx is not None:
         ctx.check()
     return pd.DataFrame(scorer.records)
