@@ -544,7 +544,7 @@ def render(r, args, sweeps, agree) -> str:
         "",
         "## Live step scoring overhead",
         "",
-        f"The trained hidden-state head (all layers, width 128). Batch of {args.live_batch} prompts, 120 new tokens, temperature 1, torch on {torch.get_num_threads()} thread(s); {args.live_repeats} rounds of plain generate and live scoring back to back, rotating which runs first (each scorer made once and reused): plain generate {lv['plain_s']:.2f} s; with the head in a scoring process (the default when torch leaves a CPU free) {lv['offload_s']:.2f} s → overhead ratio **{lv['offload_ratio']:.3f}** (median of per-round ratios; range {lv['offload_lo']:.3f}–{lv['offload_hi']:.3f}; goal ≤ 1.05), scores collected {lv['late_tokens']:.2f} tokens after they are ready on average; with the head in the generating process {lv['local_s']:.2f} s → **{lv['local_ratio']:.3f}** ({lv['local_lo']:.3f}–{lv['local_hi']:.3f}). By head size, batch and torch threads: `benchmarks/results/live_scoring.md`.",
+        f"The trained hidden-state head (all layers, width 128). Batch of {args.live_batch} prompts, 120 new tokens, temperature 1, torch on {torch.get_num_threads()} thread(s). Plain generate, plain generate again (control), live scoring with the head in a scoring process and with the head in this process, each on its own copy of the model, take turns one sampled token at a time (the method of `benchmarks/live_scoring.py`: it puts every call under the same drift of this VM's speed), {args.live_repeats} timed rounds; ratios are geometric means over rounds with 95% confidence intervals. Plain generate {lv['plain_s']:.2f} s; control {lv['control_ratio']:.3f} ({lv['control_lo']:.3f}–{lv['control_hi']:.3f}); head in a scoring process (the default when torch leaves a CPU free) {lv['offload_s']:.2f} s → overhead ratio **{lv['offload_ratio']:.3f}** ({lv['offload_lo']:.3f}–{lv['offload_hi']:.3f}; goal ≤ 1.05), scores collected {lv['late_tokens']:.2f} tokens after they are ready on average; head in the generating process {lv['local_s']:.2f} s → **{lv['local_ratio']:.3f}** ({lv['local_lo']:.3f}–{lv['local_hi']:.3f}). By head size, batch and torch threads: `benchmarks/results/live_scoring.md`.",
         "",
     ]
     return "\n".join(lines)
@@ -560,7 +560,9 @@ def main(argv=None) -> str:
     p.add_argument("--vote-n", type=int, default=8, help="samples per problem for voting")
     p.add_argument("--head-epochs", type=int, default=40, help="most epochs of head training")
     p.add_argument("--live-batch", type=int, default=32, help="prompts in the live-scoring overhead batch")
-    p.add_argument("--live-repeats", type=int, default=21, help="timed rounds (median ratio) for live scoring")
+    p.add_argument(
+        "--live-repeats", type=int, default=21, help="timed rounds for live scoring (geometric mean ratio, 95%% CI)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     p.add_argument("--model", default=None, help="model folder (default: the embedded model)")
     p.add_argument("--work", default=None, help="directory for the stores (default: a temporary one)")

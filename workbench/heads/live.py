@@ -355,7 +355,7 @@ class LiveStepScorer(StoppingCriteria):
         self._flushed = 0  # completion tokens already in the features buffer
         self._slots = max_new_tokens or incremental._GROW
         self._start: list[int] = []  # per row: first token of the step being written
-        self._done: list[bool] = []  # per row: finished (end-of-sequence seen)
+        self._prev: list[int] = []  # per row: kind of the newest token at the last callback (see __call__)
         self._n_steps: list[int] = []  # per row: steps scored (or sent to be scored)
         self._enc: IncrementalHead | None = None  # in-process head, made at the first step
         self._sent: deque = deque()  # steps sent to the scoring process: (seq, rows, starts, indices, end)
@@ -374,24 +374,24 @@ class LiveStepScorer(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
         b, k = input_ids.shape[0], input_ids.shape[1] - self.prompt_len  # k completion tokens so far
         self._k = k
-        if not self._done:
-            self._start, self._done, self._n_steps = [0] * b, [False] * b, [0] * b
+        if not self._prev:
+            self._start, self._prev, self._n_steps = [0] * b, [0] * b, [0] * b
         if self._sent:
             self._collect(block=False)
-        known = k - 1  # features exist for completion tokens 0..k-2
-        if known >= 1:
-            # per row: kind of the newest token with features and of the newest token (1 boundary, 2 eos)
-            kind, ready = self._kind, []
-            for r, (last, new) in enumerate(input_ids[:, -2:].tolist()):
-                last, new = kind[last], kind[new]
-                if self._done[r] or last & 2:
-                    self._done[r] = True
-                    continue
-                if last & 1 or new & 2:
-                    ready.append(r)
-                self._done[r] = bool(new & 2)
+        # per row: kind of the newest token (1 boundary, 2 end of sequence) against the token before it, whose
+        # features the forward that sampled the newest one has just computed (4: the row has finished)
+        kind, ready, prev = self._kind, [], self._prev
+        new = [kind[t] for t in input_ids[:, -1].tolist()]
+        if k >= 2:  # features exist for completion tokens 0..k-2
+            for r, (last, now) in enumerate(zip(prev, new, strict=True)):
+                if last | now:
+                    if last & 6:  # end of sequence already read
+                        new[r] = 4
+                    elif last & 1 or now & 2:
+                        ready.append(r)
             if ready:
-                self._score(ready, known)
+                self._score(ready, k - 1)
+        self._prev = new
         if self._no_stop is None or self._no_stop.shape[0] != b:
             self._no_stop = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
         return self._no_stop
