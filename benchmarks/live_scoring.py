@@ -47,7 +47,7 @@ from workbench.models import load_model
 from workbench.toy import TaskConfig
 from workbench.toy.evaluate import heldout_problems
 from workbench.traces import GenerationConfig
-from workbench.traces.generate import left_pad, rng_devices
+from workbench.traces.generate import batch_seed, left_pad
 from workbench.traces.io import atomic_write_bytes
 
 
@@ -194,8 +194,7 @@ def measure(model, head, prompts, config: GenerationConfig, repeats: int) -> dic
 
     def plain_call(name):
         def call(hand_on):
-            with torch.random.fork_rng(devices=rng_devices(model.device)):
-                torch.manual_seed(config.seed * 1_000_003)
+            with batch_seed(model.device, config.seed):
                 criteria = StoppingCriteriaList([hand_on])
                 outputs[name] = models[name].generate(*batch, stopping_criteria=criteria, **kwargs)
 
@@ -264,8 +263,7 @@ def threads_gain(model, config: GenerationConfig, repeats: int) -> float:
         spent = {}
         for n in (1, 2) if i % 2 == 0 else (2, 1):
             torch.set_num_threads(n)
-            with torch.random.fork_rng(devices=rng_devices(model.device)):
-                torch.manual_seed(config.seed * 1_000_003)
+            with batch_seed(model.device, config.seed):
                 t = time.perf_counter()
                 model.generate(*batch, **kwargs)
                 spent[n] = time.perf_counter() - t

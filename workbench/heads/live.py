@@ -51,7 +51,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from workbench.heads import incremental
 from workbench.heads.incremental import IncrementalHead, step_features
 from workbench.heads.model import UncertaintyHead
-from workbench.traces.generate import GenerationConfig, left_pad, rng_devices
+from workbench.traces.generate import GenerationConfig, batch_seed, left_pad
 
 __all__ = ["LiveStepScorer", "LiveResult", "generate_scored", "generate_with_scorer", "head_weights"]
 
@@ -457,11 +457,7 @@ def generate_with_scorer(model, scorer: LiveStepScorer, batch, config: Generatio
     returns the generated ids (prompt included). Every step's record is in ``scorer.records`` when it returns."""
     tok = model.tokenizer
     kwargs = config.hf_kwargs() | {"eos_token_id": tok.eos_token_id, "use_cache": True}
-    with (
-        scorer.attached(batch.input_ids.shape[1], config.max_new_tokens),
-        torch.random.fork_rng(devices=rng_devices(model.device)),
-    ):
-        torch.manual_seed(config.seed * 1_000_003)
+    with scorer.attached(batch.input_ids.shape[1], config.max_new_tokens), batch_seed(model.device, config.seed):
         return model.generate(*batch, stopping_criteria=StoppingCriteriaList([scorer]), **kwargs)
 
 
@@ -478,7 +474,7 @@ def generate_scored(
     ``scorer``: a :class:`LiveStepScorer` of ``head`` to reuse (its scoring process, if any, is started
     once); None makes one for this call and stops it afterwards.
 
-    Sampling uses ``config.seed`` under ``torch.random.fork_rng`` exactly like one batch of
+    Sampling is seeded by :func:`~workbench.traces.generate.batch_seed` exactly like one batch of
     :func:`workbench.traces.generate.sample_completions`, so the same call without the scorer gives the
     same tokens (the overhead benchmark compares the two).
     """

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from workbench.labels.answers import TOY_ANSWER, AnswerFormat
 from workbench.labels.rollouts import step_prefixes
 from workbench.labels.table import StepKey, StepLabels, unique_traces
-from workbench.traces.generate import left_pad, length_batches, rng_devices
+from workbench.traces.generate import batch_seed, left_pad, length_batches
 from workbench.traces.types import Trace
 
 __all__ = ["PotentialConfig", "step_potential", "forced_answer_labels", "answer_logprob", "answer_entropy"]
@@ -120,8 +120,7 @@ def answer_entropy(
         "return_dict_in_generate": True,
         "output_logits": True,
     }
-    with torch.random.fork_rng(devices=rng_devices(model.device)):
-        torch.manual_seed(config.seed * 1_000_003 + batch_index)
+    with batch_seed(model.device, config.seed, batch_index):
         out = model.generate(ids, mask, **kwargs)
     logits: Float[Tensor, "row new vocab"] = torch.stack(out.logits, dim=1).float()
     entropy = -(torch.softmax(logits, -1) * torch.log_softmax(logits, -1)).sum(-1).cpu()  # row new

@@ -14,7 +14,8 @@ otherwise fill in its global default of 50.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
@@ -34,7 +35,7 @@ __all__ = [
     "left_pad",
     "Batch",
     "length_batches",
-    "rng_devices",
+    "batch_seed",
 ]
 
 
@@ -153,9 +154,19 @@ def length_batches(lengths: Sequence[int], per_batch: int) -> list[list[int]]:
     return [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
 
 
-def rng_devices(device: torch.device) -> list:
+def _rng_devices(device: torch.device) -> list:
     """Devices whose RNG ``fork_rng`` must save and restore (the CPU's always is)."""
     return [device] if device.type == "cuda" else []
+
+
+@contextmanager
+def batch_seed(device: torch.device, seed: int, batch_index: int = 0) -> Iterator[None]:
+    """Sample batch ``batch_index`` of a run seeded ``seed`` on ``device``: torch's RNG seeded with
+    ``seed * 1_000_003 + batch_index`` inside ``torch.random.fork_rng``, so the caller's RNG is untouched.
+    Every seeded generate of the workbench goes through this, so the same seed gives the same tokens."""
+    with torch.random.fork_rng(devices=_rng_devices(device)):
+        torch.manual_seed(seed * 1_000_003 + batch_index)
+        yield
 
 
 def sample_completions(
@@ -177,8 +188,7 @@ def sample_completions(
     bar = tqdm(total=len(out), desc=desc, disable=not progress, unit="seq")
     for b, chunk in enumerate(length_batches([len(r) for r in ids], per_call)):
         input_ids, mask = left_pad([ids[i] for i in chunk], tok.pad_token_id)
-        with torch.random.fork_rng(devices=rng_devices(model.device)):
-            torch.manual_seed(config.seed * 1_000_003 + b)
+        with batch_seed(model.device, config.seed, b):
             generated = model.generate(input_ids, mask, **kwargs)[:, input_ids.shape[1] :].tolist()
         for r, row in enumerate(generated):
             p, j = chunk[r // config.num_samples], r % config.num_samples
